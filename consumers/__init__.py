@@ -1,0 +1,1 @@
+"""The worker: staged pipeline on sentry-arroyo, batching, commit, DLQ, backpressure."""

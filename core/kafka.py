@@ -1,0 +1,122 @@
+"""Kafka client factories: the librdkafka settings every newsstream process uses.
+
+- Producers: ``acks=all`` and idempotence on, so a retried send never duplicates or reorders
+  within a partition; delivery reports are the only proof that an entry reached Kafka.
+- Consumers: auto-commit off (offsets are committed by the worker only after Milvus
+  acknowledged the batch); ``max.poll.interval.ms`` from the settings (it is also the group's
+  rebalance timeout, which the local broker waits out on every join).
+
+``settings.kafka_*_config`` is a plain librdkafka passthrough applied last.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from core.errors import ConfigurationError, TransientError
+from core.settings import Settings
+
+
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise ConfigurationError(
+            "NEWSSTREAM_KAFKA_BOOTSTRAP is not set: expected host:port of a Kafka broker "
+            "(`newsstream up` sets it when it starts the local broker)"
+        )
+    return settings.kafka_bootstrap
+
+
+def producer_config(settings: Settings, client_id: str = "newsstream-producer") -> dict[str, Any]:
+    """librdkafka settings of a reliable producer."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": _bootstrap(settings),
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "message.timeout.ms": 120_000,
+        "queue.buffering.max.messages": 100_000,
+        "reconnect.backoff.max.ms": 5_000,
+    }
+    config.update(settings.kafka_producer_config)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
+    """librdkafka settings of a worker consumer (manual commits, eager round-robin rebalancing)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": _bootstrap(settings),
+        "group.id": group_id or settings.kafka_group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 5),
+        # arroyo's consumer drives eager assignment itself (assign(), not incremental_assign()),
+        # so the classic protocol needs an eager strategy; cooperative-sticky fails in it with
+        # "_STATE: Failed to set assignment". On each rebalance arroyo joins in-flight batches
+        # and commits what Milvus acknowledged before the partitions go.
+        "partition.assignment.strategy": "roundrobin",
+        "reconnect.backoff.max.ms": 5_000,
+    }
+    config.update(settings.kafka_consumer_config)
+    return config
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    """An admin client for topic management and health checks."""
+    return AdminClient({"bootstrap.servers": _bootstrap(settings)})
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create the articles, DLQ and search-events topics if they do not exist (idempotent).
+
+    Raises :class:`TransientError` when the broker does not answer within ``timeout_s``.
+    """
+    admin = admin_client(settings)
+    wanted = {
+        settings.kafka_topic: settings.kafka_partitions,
+        settings.kafka_dlq_topic: 1,
+        settings.kafka_search_events_topic: 1,
+    }
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+            break
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"Kafka at {settings.kafka_bootstrap} unreachable: {exc}"
+                ) from exc
+            time.sleep(0.5)
+    missing = [
+        NewTopic(name, num_partitions=parts, replication_factor=settings.kafka_replication_factor)
+        for name, parts in wanted.items()
+        if name not in existing
+    ]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            # Another process may have created it between list and create.
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise TransientError(f"could not create topic {name}: {exc}") from exc
+
+
+def kafka_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
+    """True when the broker answers a metadata request within ``timeout_s``."""
+    try:
+        admin_client(settings).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True

@@ -1,0 +1,207 @@
+"""The `newsstream` command line: the one place that composes the services.
+
+Subcommands: ``up`` (the whole stack), ``produce``, ``consume``, ``serve`` (one service each),
+``search`` (query a running API). Settings come from ``NEWSSTREAM_*`` variables (see the
+README); command-line options override them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import ConfigurationError, NewsstreamError
+from core.settings import Settings, load_settings
+from newsstream.logs import configure_logging
+
+app = typer.Typer(
+    help="News feeds to a live semantic search index.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = [
+            f"  NEWSSTREAM_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} "
+            f"(found {e.get('input')!r})"
+            for e in exc.errors()
+        ]
+        err_console.print("[red]invalid settings:[/red]\n" + "\n".join(lines))
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
+
+
+@app.command()
+def up(
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve the feed files of this directory on 127.0.0.1 and poll those."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="API port (0 picks a free one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Directory for local state.")] = None,
+) -> None:
+    """Start the whole stack: local broker and Milvus when not configured, producer, worker, API."""
+    from newsstream.stack import run_stack
+
+    settings = _settings(data_dir=data_dir, api_port=port)
+    configure_logging(settings, "up")
+    if replay is not None and not replay.is_dir():
+        raise _fail(ConfigurationError(f"--replay expects a directory of feed files: {replay}"))
+    try:
+        code = run_stack(settings, replay_dir=replay)
+    except NewsstreamError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def produce(
+    once: Annotated[bool, typer.Option(help="Poll every feed once, then exit.")] = False,
+) -> None:
+    """Poll the configured feeds and publish new entries to Kafka."""
+    from producers.service import run_producer
+
+    settings = _settings()
+    configure_logging(settings, "producer")
+    _serve_metrics(settings)
+    try:
+        reports = run_producer(settings, once=once)
+    except NewsstreamError as exc:
+        raise _fail(exc) from None
+    if once:
+        table = Table("feed", "result", "entries", "published")
+        for r in reports:
+            table.add_row(r.url, r.result, str(r.entries), str(r.published))
+        console.print(table)
+
+
+@app.command()
+def consume() -> None:
+    """Run one worker: consume articles, embed them and upsert them into Milvus."""
+    from consumers.worker import run_worker
+
+    settings = _settings()
+    configure_logging(settings, "worker")
+    _serve_metrics(settings)
+    try:
+        run_worker(settings)
+    except NewsstreamError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Run the search API (and dashboard)."""
+    import uvicorn
+
+    from search_api.app import create_app
+
+    settings = _settings(api_host=host, api_port=port)
+    configure_logging(settings, "api")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    k: Annotated[int, typer.Option(help="Number of results.")] = 10,
+    mode: Annotated[str | None, typer.Option(help="semantic, keyword or hybrid.")] = None,
+    api: Annotated[
+        str | None, typer.Option(help="API base URL (default: the running `up`).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Search a running API and print the top results."""
+    settings = _settings()
+    base = api or _running_api(settings) or settings.api_base_url
+    params: dict[str, str | int] = {"q": query, "k": k}
+    if mode:
+        params["mode"] = mode
+    try:
+        response = httpx.get(f"{base}/search", params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise _fail(
+            ConfigurationError(f"no API answers at {base} ({exc}); is `newsstream up` running?")
+        ) from None
+    body = response.json()
+    if response.status_code != 200:
+        raise _fail(NewsstreamError(body.get("error", {}).get("message", response.text)))
+    if as_json:
+        console.print_json(json.dumps(body))
+        return
+    table = Table(title=f"{body['mode']} search: {body['query']}")
+    for column in ("#", "title", "source", "date", "score", "url"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(body["results"], start=1):
+        date = (
+            datetime.fromtimestamp(hit["published_at"], UTC).strftime("%Y-%m-%d %H:%M")
+            if hit.get("published_at")
+            else ""
+        )
+        table.add_row(
+            str(rank), hit["title"], hit["source"], date, f"{hit['score']:.3f}", hit["url"]
+        )
+    console.print(table)
+
+
+def _running_api(settings: Settings) -> str | None:
+    """The API URL written by a running `newsstream up` in this data dir, if any."""
+    marker = settings.data_dir / "up.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = int(info.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    url = info.get("api")
+    return url if isinstance(url, str) else None
+
+
+def _serve_metrics(settings: Settings) -> None:
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    started = time.monotonic()
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted after {time.monotonic() - started:.1f} s")
+        sys.exit(130)

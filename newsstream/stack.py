@@ -1,0 +1,203 @@
+"""`newsstream up`: the embedded default stack on one machine.
+
+Order: the local broker (unless NEWSSTREAM_KAFKA_BOOTSTRAP is set), the Milvus Lite server
+(unless NEWSSTREAM_MILVUS_URI is set), the replay server (with ``--replay``), then the API,
+the worker and the producer as supervised child processes that reach Kafka and Milvus over
+the network exactly as in production. Prints the API base URL on a line of its own, then a live
+status line (feeds polled, articles indexed). Ctrl-C or SIGTERM stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.errors import ConfigurationError
+from core.settings import Settings
+from newsstream.local_stack import (
+    free_port,
+    milvus_lite_command,
+    tansu_command,
+    wait_for_port,
+)
+from newsstream.replay import ReplayServer
+from newsstream.supervisor import Child, Supervisor
+from producers.feeds import feeds_to_toml
+
+#: Tansu waits the group's rebalance timeout (max.poll.interval.ms) on every join: keep it low.
+LOCAL_MAX_POLL_INTERVAL_MS = "10000"
+
+
+def _service_argv(command: str) -> list[str]:
+    return [sys.executable, "-m", "newsstream", command]
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Sum of each metric family's samples from a /metrics endpoint ({} when unreachable)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
+    except httpx.HTTPError:
+        return {}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            key = sample.name
+            if sample.labels.get("outcome"):
+                key = f"{sample.name}:{sample.labels['outcome']}"
+            totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+class StatusLine:
+    """Prints the one-line live status from the producer's and worker's /metrics."""
+
+    def __init__(self, producer_port: int, worker_port: int) -> None:
+        self._ports = (producer_port, worker_port)
+        self._tty = sys.stdout.isatty()
+        self._last = ""
+        self._last_print = 0.0
+
+    def __call__(self) -> None:
+        producer, worker = (_scrape(p) for p in self._ports)
+        line = (
+            f"feeds polled {int(producer.get('newsstream_feeds_polled_total', 0))}"
+            f" | broken {int(producer.get('newsstream_feeds_broken', 0))}"
+            f" | published {int(producer.get('newsstream_entries_published_total', 0))}"
+            f" | consumed {int(worker.get('newsstream_messages_consumed_total', 0))}"
+            f" | indexed {int(worker.get('newsstream_outcomes_total:indexed', 0))}"
+            f" | rejected {int(worker.get('newsstream_outcomes_total:rejected', 0))}"
+            f" | dlq {int(worker.get('newsstream_outcomes_total:dlq', 0))}"
+        )
+        now = time.monotonic()
+        if self._tty:
+            print("\r" + line.ljust(len(self._last)), end="", flush=True)
+        elif line != self._last and now - self._last_print >= 5:
+            print("status: " + line, flush=True)
+            self._last_print = now
+        self._last = line
+
+
+def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
+    """Run the stack until a stop signal; returns the process exit code."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    supervisor = Supervisor()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        supervisor.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("NEWSSTREAM_")})
+    env["NEWSSTREAM_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    replay: ReplayServer | None = None
+    try:
+        if settings.kafka_bootstrap is None:
+            port = free_port()
+            supervisor.add(
+                Child("broker", tansu_command(port), env.copy(), logs / "broker.log", restart=True),
+                ready=lambda: wait_for_port(port, 0.5),
+                timeout_s=30,
+            )
+            env["NEWSSTREAM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+            env.setdefault("NEWSSTREAM_KAFKA_MAX_POLL_INTERVAL_MS", LOCAL_MAX_POLL_INTERVAL_MS)
+            print(f"local broker (Tansu, in memory): 127.0.0.1:{port}", flush=True)
+        if settings.milvus_uri is None:
+            port = free_port()
+            supervisor.add(
+                Child(
+                    "milvus",
+                    milvus_lite_command(data_dir / "milvus", port),
+                    env.copy(),
+                    logs / "milvus.log",
+                ),
+                ready=lambda: wait_for_port(port, 0.5),
+                timeout_s=60,
+            )
+            env["NEWSSTREAM_MILVUS_URI"] = f"http://127.0.0.1:{port}"
+            print(
+                f"local Milvus Lite server: http://127.0.0.1:{port} (data in {data_dir / 'milvus'})",
+                flush=True,
+            )
+        if replay_dir is not None:
+            replay = ReplayServer(replay_dir).start()
+            feeds = replay.feeds()
+            if not feeds:
+                raise ConfigurationError(
+                    f"--replay: no feed files (*.xml, *.rss, *.atom) in {replay_dir}"
+                )
+            feeds_file = data_dir / "replay-feeds.toml"
+            feeds_file.write_text(feeds_to_toml(feeds), encoding="utf-8")
+            env["NEWSSTREAM_FEEDS_FILE"] = str(feeds_file)
+            env["NEWSSTREAM_FETCH_ALLOW_NETWORKS"] = json.dumps(["127.0.0.1/32"])
+            print(
+                f"replaying {len(feeds)} feeds from {replay_dir} at {replay.base_url}", flush=True
+            )
+        api_port = settings.api_port or free_port()
+        producer_metrics, worker_metrics = free_port(), free_port()
+
+        def service_env(name: str, **extra: str) -> dict[str, str]:
+            child_env = env.copy()
+            child_env["NEWSSTREAM_LOG_FILE"] = str(logs / f"{name}.log")
+            child_env.update(extra)
+            return child_env
+
+        supervisor.add(
+            Child(
+                "api",
+                _service_argv("serve"),
+                service_env("api", NEWSSTREAM_API_PORT=str(api_port)),
+                logs / "api.out",
+            ),
+        )
+        supervisor.add(
+            Child(
+                "worker",
+                _service_argv("consume"),
+                service_env("worker", NEWSSTREAM_METRICS_PORT=str(worker_metrics)),
+                logs / "worker.out",
+            ),
+        )
+        supervisor.add(
+            Child(
+                "producer",
+                _service_argv("produce"),
+                service_env("producer", NEWSSTREAM_METRICS_PORT=str(producer_metrics)),
+                logs / "producer.out",
+            ),
+        )
+        api_url = f"http://127.0.0.1:{api_port}"
+        (data_dir / "up.json").write_text(json.dumps({"pid": os.getpid(), "api": api_url}))
+        print(f"logs: {logs}", flush=True)
+        print("API and dashboard (Ctrl-C stops everything):", flush=True)
+        print(api_url, flush=True)
+        print(f"dashboard: {api_url}/dashboard", flush=True)
+        supervisor.on_status = StatusLine(producer_metrics, worker_metrics)
+        supervisor.watch()
+        return 0
+    except (RuntimeError, ConfigurationError) as exc:
+        print(f"newsstream up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("\nstopping...", flush=True)
+        supervisor.stop()
+        if replay is not None:
+            replay.stop()
+        with contextlib.suppress(OSError):
+            (data_dir / "up.json").unlink()
+        print("stopped.", flush=True)

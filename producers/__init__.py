@@ -1,0 +1,1 @@
+"""The producer: feed registry, safe fetcher, parser adapter, poll scheduler, Kafka publisher."""

@@ -1,0 +1,1 @@
+"""The HTTP API: search, articles, stats, trends, /metrics and the dashboard page."""
