@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-# Debian packages the tests need: redis-server (shared dedup index), chromium (dashboard e2e).
-DEBS := redis-server chromium
+# Debian packages the tests need: redis-server (shared dedup index), chromium (dashboard e2e),
+# docker-compose and prometheus (validators of the deployment files).
+DEBS := redis-server chromium docker-compose prometheus
 
 .PHONY: run test check bench install install-dev debs clean
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from core.errors import ConfigurationError, NewsstreamError
 from core.settings import Settings, load_settings
+from newsstream.commands import register_all
 from newsstream.logs import configure_logging
 
 app = typer.Typer(
@@ -195,6 +196,9 @@ def _serve_metrics(settings: Settings) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+register_all(app)
 
 
 def main() -> None:

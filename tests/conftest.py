@@ -1,0 +1,156 @@
+"""Shared fixtures: the real local broker (Tansu) and Milvus Lite server, test data, settings.
+
+The broker and Milvus servers are started once per test session on free 127.0.0.1 ports and
+stopped at the end. Each test gets its own topic, group and collection names through
+:func:`make_settings`, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from newsstream.local_stack import free_port, milvus_lite_command, tansu_command, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+NEWS_FEEDS = SHARED_DATA / "feeds" / "news"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def require_shared_data(*parts: str) -> Path:
+    """The path of shared test data, or skip the test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def news_feeds_dir() -> Path:
+    return require_shared_data("feeds", "news")
+
+
+class LocalServer:
+    """A child process on a port, stopped (SIGTERM, then SIGKILL) at teardown."""
+
+    def __init__(self, argv: list[str], port: int, log: Path) -> None:
+        self.argv = argv
+        self.port = port
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> None:
+        handle = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT)
+        if not wait_for_port(self.port, timeout_s):
+            self.stop()
+            raise RuntimeError(f"{self.argv[0]} did not listen on {self.port}; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A Tansu broker for the session (in memory)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    server = LocalServer(tansu_command(port), port, log)
+    server.start(30)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_broker: LocalServer) -> str:
+    return f"127.0.0.1:{local_broker.port}"
+
+
+@pytest.fixture(scope="session")
+def local_milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A Milvus Lite gRPC server for the session, on a fresh data dir."""
+    port = free_port()
+    base = tmp_path_factory.mktemp("milvus")
+    server = LocalServer(milvus_lite_command(base / "data", port), port, base / "milvus.log")
+    server.start(60)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(local_milvus: LocalServer) -> str:
+    return f"http://127.0.0.1:{local_milvus.port}"
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_settings(
+    kafka_bootstrap: str, milvus_uri: str, tmp_path: Path, unique_name: str
+) -> Callable[..., Settings]:
+    """Settings on the session's broker and Milvus, with names unique to this test."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "kafka_bootstrap": kafka_bootstrap,
+            "kafka_topic": f"{unique_name}.articles",
+            "kafka_dlq_topic": f"{unique_name}.dlq",
+            "kafka_search_events_topic": f"{unique_name}.search",
+            "kafka_group_id": f"{unique_name}-workers",
+            "kafka_partitions": 3,
+            "kafka_max_poll_interval_ms": 10_000,
+            "kafka_session_timeout_ms": 6_000,
+            "milvus_uri": milvus_uri,
+            "milvus_collection": f"{unique_name}_articles",
+            "fetch_allow_networks": ["127.0.0.1/32"],
+            "worker_batch_time_s": 0.3,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The default embedding model, loaded once for the session."""
+    from core.embedding import Embedder
+
+    return Embedder(Settings())
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A Debian redis-server on a free port (skips when the binary is missing)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
+    port = free_port()
+    base = tmp_path_factory.mktemp("redis")
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(base)]
+    server = LocalServer(argv, port, base / "redis.log")
+    server.start(20)
+    yield server
+    server.stop()
