@@ -37,9 +37,27 @@ DLQ_MAX_CONSECUTIVE = 100
 DLQ_MAX_RATIO = 0.5
 
 
-def build_processor(
+class Worker:
+    """A built worker: the arroyo processor and the DLQ producer it owns."""
+
+    def __init__(self, processor: StreamProcessor[Any], dlq_producer: KafkaProducer) -> None:
+        self.processor = processor
+        self._dlq_producer = dlq_producer
+
+    def run(self) -> None:
+        """Consume until :meth:`signal_shutdown`; always closes the DLQ producer."""
+        try:
+            self.processor.run()
+        finally:
+            self._dlq_producer.close().result(timeout=10)
+
+    def signal_shutdown(self) -> None:
+        self.processor.signal_shutdown()
+
+
+def build_worker(
     settings: Settings, stop: threading.Event, embedder: Embedder | None = None
-) -> StreamProcessor[Any]:
+) -> Worker:
     """Everything the worker needs, connected and checked; raises on bad configuration."""
     retry_transient(
         lambda: ensure_topics(settings),
@@ -89,7 +107,7 @@ def build_processor(
         DlqLimit(max_invalid_ratio=DLQ_MAX_RATIO, max_consecutive_count=DLQ_MAX_CONSECUTIVE),
         None,
     )
-    return StreamProcessor(
+    processor = StreamProcessor(
         consumer,
         Topic(settings.kafka_topic),
         factory,
@@ -97,24 +115,25 @@ def build_processor(
         dlq_policy=dlq_policy,
         join_timeout=10.0,
     )
+    return Worker(processor, dlq_producer)
 
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGTERM/SIGINT."""
     stop = threading.Event()
-    processor: StreamProcessor[Any] | None = None
+    worker: Worker | None = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping the worker", signum)
         stop.set()
-        if processor is not None:
-            processor.signal_shutdown()
+        if worker is not None:
+            worker.signal_shutdown()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        processor = build_processor(settings, stop)
+        worker = build_worker(settings, stop)
     except Abandoned:
         return
     log.info("worker consuming %s as group %s", settings.kafka_topic, settings.kafka_group_id)
-    processor.run()
+    worker.run()

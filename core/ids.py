@@ -62,13 +62,18 @@ def _is_tracking(name: str) -> bool:
 def canonical_url(url: str, base: str | None = None) -> str:
     """Return the canonical form of ``url`` (resolved against ``base`` when relative).
 
+    Returns "" for text that cannot be parsed as a URL at all.
+
     >>> canonical_url("HTTPS://Example.COM:443/a?utm_source=x&b=2&a=1#frag")
     'https://example.com/a?a=1&b=2'
     """
-    raw = url.strip()
-    if base:
-        raw = urljoin(base.strip(), raw)
-    parts = urlsplit(raw)
+    try:
+        raw = url.strip()
+        if base:
+            raw = urljoin(base.strip(), raw)
+        parts = urlsplit(raw)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: not a usable link
+        return ""
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")
     if ":" in host:  # an IPv6 literal keeps its brackets

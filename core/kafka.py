@@ -120,3 +120,37 @@ def kafka_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
     except KafkaException:
         return False
     return True
+
+
+def group_lag(settings: Settings, timeout_s: float = 5.0) -> dict[int, int]:
+    """Messages not yet committed by the worker group, per partition of the articles topic.
+
+    Uses a throw-away consumer that never joins the group (it only reads committed offsets
+    and watermarks). Raises :class:`TransientError` when the broker does not answer.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer(
+        {
+            "bootstrap.servers": _bootstrap(settings),
+            "group.id": settings.kafka_group_id,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = probe.list_topics(settings.kafka_topic, timeout=timeout_s)
+        topic = metadata.topics.get(settings.kafka_topic)
+        if topic is None or topic.error is not None:
+            return {}
+        partitions = [TopicPartition(settings.kafka_topic, p) for p in sorted(topic.partitions)]
+        committed = probe.committed(partitions, timeout=timeout_s)
+        lag: dict[int, int] = {}
+        for tp in committed:
+            low, high = probe.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            position = tp.offset if tp.offset >= 0 else low
+            lag[tp.partition] = max(0, high - position)
+        return lag
+    except KafkaException as exc:
+        raise TransientError(f"Kafka lag unavailable: {exc}") from exc
+    finally:
+        probe.close()

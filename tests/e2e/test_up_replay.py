@@ -1,0 +1,123 @@
+"""The whole stack as a user runs it: `newsstream up --replay DIR` in a subprocess.
+
+Waits for the API line, readiness and a first search result; then SIGTERM must stop every
+child process within 10 s and leave none behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from probes import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
+    env["NEWSSTREAM_DATA_DIR"] = str(tmp_path / "data")
+    env["NEWSSTREAM_API_PORT"] = "0"
+    log_path = tmp_path / "up.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "newsstream", "up", "--replay", str(news_feeds_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        api = ""
+
+        def api_line() -> bool:
+            nonlocal api
+            match = re.search(r"^(http://127\.0\.0\.1:\d+)$", log_path.read_text(), re.M)
+            api = match.group(1) if match else ""
+            return bool(api)
+
+        wait_until(api_line, 90, "the API base URL line")
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{api}/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, 180, "/readyz to answer 200")
+        assert httpx.get(f"{api}/healthz", timeout=5).json() == {"status": "ok"}
+
+        def has_results() -> bool:
+            r = httpx.get(f"{api}/search", params={"q": "election results", "k": 5}, timeout=30)
+            return r.status_code == 200 and len(r.json()["results"]) == 5
+
+        wait_until(has_results, 240, "a first search result", every_s=2)
+        first_result_s = time.monotonic() - started
+        print(f"time from `up` to the first search result: {first_result_s:.1f} s")
+
+        metrics = httpx.get(f"{api}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "newsstream_search_seconds" in metrics.text
+
+        cli = subprocess.run(
+            [sys.executable, "-m", "newsstream", "search", "election results", "--k", "3"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert "election results" in cli.stdout and "score" in cli.stdout
+
+        children = _descendants(up.pid)
+        assert len(children) >= 5, f"expected broker, milvus, api, worker, producer: {children}"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        stop_started = time.monotonic()
+        try:
+            up.wait(15)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise
+    stop_s = time.monotonic() - stop_started
+    assert stop_s < 10, f"stopping took {stop_s:.1f} s"
+    assert up.returncode == 0, log_path.read_text()[-3000:]
+    time.sleep(0.5)
+    left = [pid for pid in children if _alive(pid)]
+    assert not left, f"processes left behind after SIGTERM: {left}"
