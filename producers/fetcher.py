@@ -8,10 +8,12 @@ Guarantees:
 - SSRF guard at connect time: every TCP connection (the first request and every redirect hop,
   at most ``MAX_REDIRECTS``) goes to an address that was resolved and checked in the same call:
   no private, loopback, link-local, multicast, reserved, unspecified or cloud-metadata address
-  (IPv4 and IPv6, mapped and NAT64 forms unwrapped) unless its network is in the allowlist.
-  Only http and https.
-- A total deadline: a slow drip cannot stretch a fetch past ``deadline_s`` (plus one read
-  timeout slice of at most 2 s).
+  (IPv4 and IPv6, mapped and NAT64 forms unwrapped) unless the allowlist names it. An allowlist
+  entry is a network (``127.0.0.1/32``, ``10.0.0.0/8``) or a network and one port
+  (``127.0.0.1:8080``, ``[::1]:8080``), so a test can allow one local server and still see a
+  redirect to another local port refused. Only http and https.
+- A total deadline: every socket read and write is cut at ``deadline_s`` after the fetch began,
+  so a slow drip (of headers or of body) cannot stretch a fetch past it.
 - A cap on decompressed bytes, applied while decoding (gzip bombs and chained encodings stop at
   the cap without inflating further).
 - ETag and Last-Modified are echoed exactly as received.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -47,6 +51,19 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
+class AllowEntry:
+    """One allowlist entry: a network, and optionally the only port allowed in it."""
+
+    network: Network
+    port: int | None = None
+
+    def admits(self, address: Address, port: int | None) -> bool:
+        if self.port is not None and port != self.port:
+            return False
+        return _unwrap(address) in self.network or address in self.network
+
+
+@dataclass(frozen=True)
 class FetchResponse:
     """A successful fetch: 200 with a body, or 304 (``body`` empty)."""
 
@@ -61,9 +78,31 @@ class FetchResponse:
         return self.status == 304
 
 
-def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """Parse allowlist entries such as ``127.0.0.1/32`` or ``10.0.0.0/8``."""
-    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
+def parse_networks(entries: Iterable[str]) -> tuple[AllowEntry, ...]:
+    """Parse allowlist entries: ``127.0.0.1/32``, ``10.0.0.0/8``, ``127.0.0.1:8080``,
+    ``[::1]:8080`` or ``[fd00::/8]:443``. Raises ``ValueError`` naming a malformed entry."""
+    parsed: list[AllowEntry] = []
+    for raw in entries:
+        text = raw.strip()
+        if not text:
+            continue
+        port: int | None = None
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            if rest:
+                if not rest.startswith(":") or not rest[1:].isdigit():
+                    raise ValueError(f"allowlist entry {raw!r}: expected [address]:port")
+                port = int(rest[1:])
+            text = host
+        elif text.count(":") == 1:
+            text, _, port_text = text.partition(":")
+            if not port_text.isdigit():
+                raise ValueError(f"allowlist entry {raw!r}: expected address:port")
+            port = int(port_text)
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"allowlist entry {raw!r}: port out of range")
+        parsed.append(AllowEntry(ipaddress.ip_network(text, strict=False), port))
+    return tuple(parsed)
 
 
 def _unwrap(address: Address) -> Address:
@@ -98,21 +137,69 @@ def address_is_public(address: Address) -> bool:
     return str(inner) not in {"100.100.100.200", "fd00:ec2::254"}
 
 
-def check_address(address: Address, allow: Sequence[Network]) -> None:
-    """Raise ``FeedError(blocked)`` unless ``address`` is public or explicitly allowed."""
-    inner = _unwrap(address)
-    if any(inner in net or address in net for net in allow):
+def check_address(
+    address: Address, allow: Sequence[AllowEntry] = (), port: int | None = None
+) -> None:
+    """Raise ``FeedError(blocked)`` unless ``address`` is public or allowed (on ``port``)."""
+    if any(entry.admits(address, port) for entry in allow):
         return
     if not address_is_public(address):
         raise FeedError(FetchResult.BLOCKED, f"address {address} is not public")
 
 
+class _Deadline(threading.local):
+    """The monotonic deadline of the fetch running in this thread (None outside a fetch)."""
+
+    at: float | None = None
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write ends by the current fetch's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def _timeout(self, timeout: float | None, error: type[Exception]) -> float | None:
+        at = self._deadline.at
+        if at is None:
+            return timeout
+        remaining = at - time.monotonic()
+        if remaining <= 0:
+            raise error("total deadline of the fetch passed")
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, self._timeout(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.NetworkBackend):
     """Resolves, checks and connects in one step, so a DNS answer cannot change in between."""
 
-    def __init__(self, allow: Sequence[Network]) -> None:
+    def __init__(self, allow: Sequence[AllowEntry], deadline: _Deadline) -> None:
         self._inner = httpcore.SyncBackend()
         self._allow = allow
+        self._deadline = deadline
 
     def connect_tcp(
         self,
@@ -131,11 +218,12 @@ class _GuardedBackend(httpcore.NetworkBackend):
         last_error: Exception | None = None
         for _family, _type, _proto, _name, sockaddr in infos:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-            check_address(address, self._allow)
+            check_address(address, self._allow, port)
             try:
-                return self._inner.connect_tcp(
+                stream = self._inner.connect_tcp(
                     str(address), port, timeout, local_address, socket_options
                 )
+                return _DeadlineStream(stream, self._deadline)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         raise FeedError(FetchResult.NETWORK_ERROR, f"cannot connect to {host}: {last_error}")
@@ -147,13 +235,13 @@ class _GuardedBackend(httpcore.NetworkBackend):
 class _GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the guarded network backend (httpx has no public hook for it)."""
 
-    def __init__(self, allow: Sequence[Network]) -> None:
+    def __init__(self, allow: Sequence[AllowEntry], deadline: _Deadline, pool_size: int) -> None:
         super().__init__(retries=0)
         self._pool = httpcore.ConnectionPool(
-            max_connections=10,
-            max_keepalive_connections=5,
+            max_connections=pool_size,
+            max_keepalive_connections=pool_size,
             keepalive_expiry=5.0,
-            network_backend=_GuardedBackend(allow),
+            network_backend=_GuardedBackend(allow, deadline),
         )
 
 
@@ -217,13 +305,16 @@ class Fetcher:
         max_bytes: int = 10_000_000,
         allow_networks: Sequence[str] = (),
         user_agent: str = "newsstream",
+        pool_size: int = 16,
     ) -> None:
         self._deadline_s = deadline_s
         self._max_bytes = max_bytes
         self._allow = parse_networks(allow_networks)
+        self._deadline = _Deadline()
         self._client = httpx.Client(
-            transport=_GuardedTransport(self._allow),
+            transport=_GuardedTransport(self._allow, self._deadline, pool_size),
             follow_redirects=False,
+            trust_env=False,
             headers={
                 "User-Agent": user_agent,
                 "Accept": _ACCEPT,
@@ -240,14 +331,35 @@ class Fetcher:
         """GET ``url`` (conditional when validators are given) within the deadline and caps."""
         started = time.monotonic()
         deadline = started + self._deadline_s
-        headers: dict[str, str] = {}
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
+        self._deadline.at = deadline
+        try:
+            return self._fetch(url, etag, last_modified, started, deadline)
+        finally:
+            self._deadline.at = None
+
+    def _fetch(
+        self,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+        started: float,
+        deadline: float,
+    ) -> FetchResponse:
+        # Validators are echoed byte for byte: they were decoded as Latin-1 (one char per byte),
+        # so encoding them back as Latin-1 restores the server's exact bytes.
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in ((b"If-None-Match", etag), (b"If-Modified-Since", last_modified)):
+            if value:
+                try:
+                    headers.append((name, value.encode("latin-1")))
+                except UnicodeEncodeError:
+                    continue  # not something a server sent us: send no validator
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            scheme = urlsplit(current).scheme.lower()
+            try:
+                scheme = urlsplit(current).scheme.lower()
+            except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+                raise FeedError(FetchResult.HTTP_ERROR, f"invalid URL {current!r}: {exc}") from None
             if scheme not in ("http", "https"):
                 raise FeedError(FetchResult.BLOCKED, f"scheme {scheme!r} is not http(s)")
             try:
@@ -261,8 +373,15 @@ class Fetcher:
                 if isinstance(cause, FeedError):
                     raise cause from None
                 raise FeedError(FetchResult.NETWORK_ERROR, f"{type(exc).__name__}: {exc}") from None
+            except httpx.InvalidURL as exc:  # not an HTTPError in httpx's hierarchy
+                raise FeedError(FetchResult.HTTP_ERROR, f"invalid URL {current!r}: {exc}") from None
             if isinstance(result, str):  # a redirect target
-                current = urljoin(current, result)
+                try:
+                    current = urljoin(current, result)
+                except ValueError as exc:
+                    raise FeedError(
+                        FetchResult.HTTP_ERROR, f"invalid redirect {result!r}: {exc}"
+                    ) from None
                 continue
             status, body, response_headers = result
             return FetchResponse(
@@ -271,18 +390,19 @@ class Fetcher:
         raise FeedError(FetchResult.HTTP_ERROR, f"more than {MAX_REDIRECTS} redirects")
 
     def _one_request(
-        self, url: str, headers: dict[str, str], deadline: float
+        self, url: str, headers: list[tuple[bytes, bytes]], deadline: float
     ) -> str | tuple[int, bytes, dict[str, str]]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FeedError(FetchResult.TIMEOUT, f"deadline of {self._deadline_s} s passed")
-        slice_s = min(remaining, 2.0)
+        # Reads and writes are also cut at the deadline by _DeadlineStream, whatever the server
+        # trickles; these timeouts only bound a single wait.
         timeout = httpx.Timeout(
-            connect=min(remaining, 10.0), read=slice_s, write=slice_s, pool=slice_s
+            connect=min(remaining, 10.0), read=remaining, write=remaining, pool=remaining
         )
         with self._client.stream("GET", url, headers=headers, timeout=timeout) as response:
             status = response.status_code
-            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            response_headers = _decode_headers(response.headers.raw)
             if status in (301, 302, 303, 307, 308):
                 location: str | None = response.headers.get("location")
                 if not location:
@@ -312,6 +432,17 @@ class Fetcher:
                 chunks.append(decoder.feed(raw))
             body = b"".join(chunks)
         return status, body, response_headers
+
+
+def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Response headers with lower-case names, values decoded one char per byte (Latin-1),
+    repeated headers joined with ``, ``."""
+    decoded: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        decoded[key] = f"{decoded[key]}, {text}" if key in decoded else text
+    return decoded
 
 
 class RateLimited(FeedError):

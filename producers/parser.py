@@ -7,13 +7,21 @@ to the contract's sizes, ids following the design's rules (relative links resolv
 ``FeedError(not_a_feed)``; a feed that is ill-formed but readable still yields its entries
 (feedparser's ``bozo`` flag is reported, not fatal).
 
-feedparser sanitises HTML in entries (no script, iframe or event handlers); the worker turns
-the rest into plain text.
+feedparser sanitises HTML in entries (no script, iframe or event handlers); on top of that,
+HTML comments are removed and any value in which a script, iframe, event-handler attribute or
+``javascript:`` URL still shows up is reduced to escaped plain text, so ``summary`` and
+``content`` never carry active markup. Titles are plain text. The worker turns the rest into
+plain text.
+
+Run it through :class:`producers.sandbox.ParserPool` on untrusted bodies: parsing there is
+bounded in CPU time and memory.
 """
 
 from __future__ import annotations
 
 import calendar
+import html
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +47,23 @@ feedparser.RESOLVE_RELATIVE_URIS = True
 feedparser.SANITIZE_HTML = True
 
 _YEAR_3000 = 32_503_680_000
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_ACTIVE_MARKUP = re.compile(
+    r"<\s*/?\s*(?:script|iframe|frame|object|embed)\b"
+    r"|<[^>]*?[\s/\"']on[a-z]+\s*="
+    r"|<[^>]*?(?:java|vb)script\s*:",
+    re.I,
+)
+
+
+def safe_html(value: str) -> str:
+    """``value`` without comments; escaped plain text when active markup survived anyway."""
+    if "<" not in value:
+        return value
+    value = _COMMENT.sub("", value)
+    if _ACTIVE_MARKUP.search(value):
+        return html.escape(html_to_text(value), quote=False)
+    return value
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,8 @@ def _first(entry: Any, *names: str) -> str:
 
 def _epoch(entry: Any) -> int | None:
     for name in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(name)
+        # dict.get: FeedParserDict maps a missing updated_* to published_* with a warning.
+        value = dict.get(entry, name)
         if value:
             try:
                 stamp = calendar.timegm(value)
@@ -138,8 +164,8 @@ def _article(entry: Any, *, feed_url: str, feed_id: str, base: str, now: int) ->
         link = ""
     guid = _first(entry, "id", "guid")
     title = html_to_text(_first(entry, "title"))[:MAX_TITLE_CHARS]
-    summary = _first(entry, "summary", "description")[:MAX_SUMMARY_CHARS]
-    content = _content(entry)[:MAX_CONTENT_CHARS]
+    summary = safe_html(_first(entry, "summary", "description"))[:MAX_SUMMARY_CHARS]
+    content = safe_html(_content(entry))[:MAX_CONTENT_CHARS]
     if not (title or summary or content):
         return None
     published = _epoch(entry)
@@ -148,7 +174,9 @@ def _article(entry: Any, *, feed_url: str, feed_id: str, base: str, now: int) ->
         guid=guid or None,
         feed_url=feed_url,
         title=title,
-        published=published if published is not None else _first(entry, "published", "updated"),
+        published=published
+        if published is not None
+        else (dict.get(entry, "published") or dict.get(entry, "updated") or ""),
     )
     language = _first(entry, "language") or ""
     return Article(
@@ -162,6 +190,7 @@ def _article(entry: Any, *, feed_url: str, feed_id: str, base: str, now: int) ->
         feed_url=feed_url[:MAX_URL_CHARS],
         source=publisher_domain(link or base)[:255],
         language=language[:16],
-        published_at=published,
+        # A date further ahead than a day is garbage; the id above still uses it (stable).
+        published_at=published if published is None or published <= now + 86_400 else None,
         fetched_at=now,
     )

@@ -7,7 +7,8 @@ report or the timeout passed; ids without a successful report are not in the res
 caller must not advance any state for them.
 
 When the local queue is full (a broker outage) ``publish`` waits for room instead of dropping,
-up to its timeout, then raises :class:`core.errors.TransientError`.
+up to its timeout, then raises :class:`core.errors.TransientError`. :meth:`Publisher.pending`
+and :meth:`Publisher.reachable` let the scheduler stop fetching while the broker is away.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.article import Article
 from core.errors import TransientError
@@ -26,67 +27,95 @@ from core.settings import Settings
 
 
 class Publisher:
-    """Publishes articles and reports which ones Kafka acknowledged."""
+    """Publishes articles and reports which ones Kafka acknowledged (thread-safe).
+
+    A background thread serves delivery reports, so several polls can publish and wait at once
+    without serialising on each other's flushes.
+    """
 
     def __init__(self, settings: Settings, client_id: str = "newsstream-producer") -> None:
         self._producer = Producer(producer_config(settings, client_id))
         self._topic = settings.kafka_topic
-        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reports = threading.Thread(
+            target=self._serve_reports, name="kafka-delivery-reports", daemon=True
+        )
+        self._reports.start()
+
+    def _serve_reports(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
 
     def publish(self, articles: Sequence[Article], timeout_s: float = 60.0) -> set[str]:
-        """Send ``articles``; return the ids whose delivery report succeeded."""
+        """Send ``articles``; return the ids whose delivery report succeeded within the timeout.
+
+        Raises :class:`TransientError` when the local queue stays full past the timeout (the
+        broker is away); ids produced before that may still be delivered later, and the caller
+        treats them as not delivered (a later poll publishes them again: duplicates, no loss).
+        """
         delivered: set[str] = set()
         failures: list[str] = []
-        pending = 0
-        counter_lock = threading.Lock()
+        state = {"pending": 0, "sent": False}
+        done = threading.Event()
+        lock = threading.Lock()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            nonlocal pending
-            with counter_lock:
-                pending -= 1
+            with lock:
+                state["pending"] -= 1
                 if err is None:
                     key = msg.key()
                     delivered.add(key.decode("ascii") if isinstance(key, bytes) else str(key))
                 else:
                     failures.append(str(err))
+                if state["sent"] and state["pending"] == 0:
+                    done.set()
 
         deadline = time.monotonic() + timeout_s
-        with self._lock:
-            for article in articles:
-                produced_at = str(int(time.time() * 1000)).encode("ascii")
-                while True:
-                    try:
-                        with counter_lock:
-                            pending += 1
-                        self._producer.produce(
-                            self._topic,
-                            key=article.id.encode("ascii"),
-                            value=article.to_bytes(),
-                            headers=[("produced_at", produced_at)],
-                            on_delivery=on_delivery,
-                        )
-                        break
-                    except BufferError:
-                        with counter_lock:
-                            pending -= 1
-                        # Local queue full: the broker is slow or away. Wait, never drop.
-                        if time.monotonic() > deadline:
-                            raise TransientError(
-                                "Kafka producer queue full past the timeout"
-                            ) from None
-                        self._producer.poll(0.5)
-                self._producer.poll(0)
+        for article in articles:
+            produced_at = str(int(time.time() * 1000)).encode("ascii")
             while True:
-                with counter_lock:
-                    if pending == 0:
-                        break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                with lock:
+                    state["pending"] += 1
+                try:
+                    self._producer.produce(
+                        self._topic,
+                        key=article.id.encode("ascii"),
+                        value=article.to_bytes(),
+                        headers=[("produced_at", produced_at)],
+                        on_delivery=on_delivery,
+                    )
                     break
-                self._producer.flush(min(remaining, 1.0))
-        ENTRIES_PUBLISHED.inc(len(delivered))
-        return delivered
+                except BufferError:
+                    with lock:
+                        state["pending"] -= 1
+                    # Local queue full: the broker is slow or away. Wait, never drop.
+                    if time.monotonic() > deadline:
+                        raise TransientError("Kafka producer queue full past the timeout") from None
+                    time.sleep(0.1)
+        with lock:
+            state["sent"] = True
+            if state["pending"] == 0:
+                done.set()
+        done.wait(max(0.0, deadline - time.monotonic()))
+        with lock:
+            acknowledged = set(delivered)
+        ENTRIES_PUBLISHED.inc(len(acknowledged))
+        return acknowledged
+
+    def pending(self) -> int:
+        """Messages in the local queue still waiting for a delivery report."""
+        return len(self._producer)
+
+    def reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when the broker answers a metadata request within ``timeout_s``."""
+        try:
+            self._producer.list_topics(self._topic, timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Flush what is queued; returns the number of messages still undelivered."""
+        self._stop.set()
+        self._reports.join(5)
         return int(self._producer.flush(timeout_s))

@@ -1,39 +1,68 @@
 """The poll scheduler: which feed to fetch when, and one poll from fetch to committed state.
 
-One poll: conditional fetch -> parse -> drop entries already delivered with the same content
--> publish -> wait for delivery reports -> commit the feed's new validators and seen entries.
-If any entry was not acknowledged, the validators are not advanced (the next poll fetches the
-whole feed again); acknowledged entries are still recorded as seen.
+One poll: conditional fetch (holding one of the host's fetch slots) -> parse (in the sandboxed
+parser pool) -> drop entries already delivered with the same content -> publish -> wait for
+delivery reports -> commit the feed's new validators, seen entries and next poll time. A 304
+costs no parse and no publish. If any entry was not acknowledged, the validators are not
+advanced (the next poll fetches the whole feed again); acknowledged entries are still recorded
+as seen.
 
-Schedule: a feed is polled every ``poll_interval_s`` (or its RSS ``ttl`` when longer); after a
-failure it backs off exponentially with jitter, capped at ``MAX_BACKOFF_S``, and is retried for
-ever (a broken feed is reported, never silently abandoned). ``Retry-After`` on 429/503 is
-honoured for that feed.
+When a publish comes back incomplete (the broker is away), :meth:`Scheduler.run` stops starting
+polls until the broker answers again and the local queue has drained: a bounded queue, no
+fetch storm, nothing dropped. When to poll is :class:`producers.schedule.SchedulePolicy`'s call.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from core.errors import FeedError, TransientError
 from core.ids import content_hash
-from core.metrics import FEED_FETCH_SECONDS, FEED_FETCHES, FEEDS_BROKEN, FEEDS_POLLED, FetchResult
+from core.metrics import (
+    ENTRIES_SKIPPED_SEEN,
+    FEED_FETCH_SECONDS,
+    FEED_FETCHES,
+    FEEDS_BROKEN,
+    FEEDS_POLLED,
+    FetchResult,
+)
 from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher, RateLimited
-from producers.parser import parse_feed
+from producers.parser import ParsedFeed, parse_feed
 from producers.publisher import Publisher
+from producers.schedule import HostLimiter, SchedulePolicy, host_of
 from producers.state import FeedState, ProducerState
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 24 * 3600.0
-MIN_INTERVAL_S = 1.0
+#: Result of a poll whose entries were not all acknowledged by Kafka.
+PUBLISH_INCOMPLETE = "publish_incomplete"
+#: How soon a feed whose publish was incomplete is tried again (once Kafka is back).
+RETRY_INCOMPLETE_S = 30.0
+FEED_REFRESH_S = 30.0
+
+
+class Parser(Protocol):
+    """Anything that parses a body like :func:`producers.parser.parse_feed` does."""
+
+    def parse(self, body: bytes, **kwargs: Any) -> ParsedFeed: ...
+
+
+class InProcessParser:
+    """Parses in the calling thread, without a sandbox (tests and trusted inputs only)."""
+
+    def parse(self, body: bytes, **kwargs: Any) -> ParsedFeed:
+        return parse_feed(body, **kwargs)
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -46,16 +75,16 @@ class PollReport:
     entries: int = 0
     published: int = 0
     error: str | None = None
-
-
-def backoff_s(streak: int, base_s: float, cap_s: float = MAX_BACKOFF_S) -> float:
-    """Delay after ``streak`` consecutive failures: exponential, full jitter, capped."""
-    ceiling = min(cap_s, base_s * (2 ** min(streak, 30)))
-    return random.uniform(ceiling / 2, ceiling)
+    next_poll_at: float = 0.0
 
 
 class Scheduler:
-    """Polls a set of feeds on their schedules and publishes new entries."""
+    """Polls a set of feeds on their schedules and publishes new entries.
+
+    ``feed_source``, when given, is called every ``FEED_REFRESH_S`` while :meth:`run` runs, so
+    feeds added to or removed from the registry are picked up without a restart. The scheduler
+    owns ``parser`` and closes it in :meth:`close`.
+    """
 
     def __init__(
         self,
@@ -67,16 +96,48 @@ class Scheduler:
         poll_interval_s: float = 300.0,
         max_entries: int = 500,
         concurrency: int = 8,
+        policy: SchedulePolicy | None = None,
+        per_host: int = 2,
+        parser: Parser | None = None,
+        publish_timeout_s: float = 60.0,
+        feed_source: Callable[[], list[FeedSpec]] | None = None,
     ) -> None:
         self._feeds = list(feeds)
         self._fetcher = fetcher
         self._publisher = publisher
         self._state = state
-        self._interval = max(MIN_INTERVAL_S, poll_interval_s)
+        self._policy = policy or SchedulePolicy(
+            default_s=poll_interval_s, min_s=min(120.0, poll_interval_s)
+        )
         self._max_entries = max_entries
         self._concurrency = concurrency
+        self._hosts = HostLimiter(per_host)
+        self._parser: Parser = parser or InProcessParser()
+        self._publish_timeout_s = publish_timeout_s
+        self._feed_source = feed_source
         self._broken: set[str] = set()
         self._broken_lock = threading.Lock()
+        self._kafka_blocked = threading.Event()
+
+    @property
+    def feeds(self) -> list[FeedSpec]:
+        return list(self._feeds)
+
+    @property
+    def parser(self) -> Parser:
+        """The parser the scheduler parses with (the sandboxed pool in production)."""
+        return self._parser
+
+    @property
+    def kafka_blocked(self) -> bool:
+        """True while a publish came back incomplete and the broker has not been seen back."""
+        return self._kafka_blocked.is_set()
+
+    def close(self) -> None:
+        """Release what the scheduler owns (the parser pool)."""
+        close = getattr(self._parser, "close", None)
+        if callable(close):
+            close()
 
     def poll_feed(self, feed: FeedSpec) -> PollReport:
         """Poll one feed now (see the module docstring for the order of effects)."""
@@ -84,21 +145,26 @@ class Scheduler:
         now = time.time()
         started = time.monotonic()
         try:
-            response = self._fetcher.fetch(
-                feed.url, etag=state.etag, last_modified=state.last_modified
-            )
+            with self._hosts.slot(host_of(feed.url)):
+                response = self._fetcher.fetch(
+                    feed.url, etag=state.etag, last_modified=state.last_modified
+                )
         except FeedError as exc:
             return self._failed(feed, state, exc, now)
         finally:
             FEED_FETCH_SECONDS.observe(time.monotonic() - started)
         if response.not_modified:
             FEED_FETCHES.labels(FetchResult.NOT_MODIFIED).inc()
-            self._state.commit_poll(
-                self._succeeded(state, now, FetchResult.NOT_MODIFIED, state.items), []
+            interval = self._policy.after_not_modified(
+                previous_s=state.interval_s, headers=response.headers, now=now
             )
-            return PollReport(feed.id, feed.url, FetchResult.NOT_MODIFIED)
+            new_state = self._succeeded(state, now, FetchResult.NOT_MODIFIED, state.items, interval)
+            self._state.commit_poll(new_state, [])
+            return PollReport(
+                feed.id, feed.url, FetchResult.NOT_MODIFIED, next_poll_at=new_state.next_poll_at
+            )
         try:
-            parsed = parse_feed(
+            parsed = self._parser.parse(
                 response.body,
                 feed_url=feed.url,
                 feed_id=feed.id,
@@ -108,44 +174,67 @@ class Scheduler:
             )
         except FeedError as exc:
             return self._failed(feed, state, exc, now)
+        return self._publish(feed, state, parsed, response.headers, now)
+
+    def _publish(
+        self,
+        feed: FeedSpec,
+        state: FeedState,
+        parsed: ParsedFeed,
+        headers: dict[str, str],
+        now: float,
+    ) -> PollReport:
         hashes = {
             a.id: content_hash(f"{a.title}\n{a.summary}\n{a.content}") for a in parsed.articles
         }
         fresh_ids = self._state.unseen(hashes.items())
-        fresh = [a for a in parsed.articles if a.id in fresh_ids]
         # Several entries of one feed can share an id (same link twice): publish each id once.
-        unique = list({a.id: a for a in fresh}.values())
+        unique = list({a.id: a for a in parsed.articles if a.id in fresh_ids}.values())
+        ENTRIES_SKIPPED_SEEN.inc(len(hashes) - len(fresh_ids))
         try:
-            delivered = self._publisher.publish(unique) if unique else set()
+            delivered = (
+                self._publisher.publish(unique, self._publish_timeout_s) if unique else set()
+            )
         except TransientError as exc:
             delivered = set()
             log.warning("feed %s: Kafka unavailable (%s); will retry", feed.url, exc)
         complete = delivered >= {a.id for a in unique}
-        new_state = self._succeeded(state, now, FetchResult.OK, len(parsed.articles))
+        interval = self._policy.after_success(
+            entry_times=[a.published_at for a in parsed.articles],
+            ttl_minutes=parsed.ttl_minutes,
+            headers=headers,
+            now=now,
+        )
+        new_state = self._succeeded(state, now, FetchResult.OK, len(parsed.articles), interval)
         if complete:
             new_state = replace(
                 new_state,
-                etag=response.headers.get("etag") or None,
-                last_modified=response.headers.get("last-modified") or None,
+                etag=headers.get("etag") or None,
+                last_modified=headers.get("last-modified") or None,
             )
-            if parsed.ttl_minutes:
-                new_state = replace(
-                    new_state, next_poll_at=now + max(self._interval, parsed.ttl_minutes * 60.0)
-                )
         else:
-            # Keep the old validators so the next poll sees these entries again.
-            new_state = replace(new_state, next_poll_at=now + min(self._interval, 30.0))
+            # Keep the old validators so the next poll sees these entries again, and hold
+            # further fetches until the broker is back.
+            self._kafka_blocked.set()
+            new_state = replace(
+                new_state,
+                next_poll_at=now + min(interval, RETRY_INCOMPLETE_S),
+                last_result=PUBLISH_INCOMPLETE,
+            )
         self._state.commit_poll(new_state, [(aid, hashes[aid]) for aid in delivered])
         FEED_FETCHES.labels(FetchResult.OK).inc()
         return PollReport(
             feed.id,
             feed.url,
-            FetchResult.OK if complete else "publish_incomplete",
+            FetchResult.OK if complete else PUBLISH_INCOMPLETE,
             entries=len(parsed.articles),
             published=len(delivered),
+            next_poll_at=new_state.next_poll_at,
         )
 
-    def _succeeded(self, state: FeedState, now: float, result: str, items: int) -> FeedState:
+    def _succeeded(
+        self, state: FeedState, now: float, result: str, items: int, interval: float
+    ) -> FeedState:
         FEEDS_POLLED.inc()
         with self._broken_lock:
             self._broken.discard(state.feed_id)
@@ -157,53 +246,85 @@ class Scheduler:
             last_error=None,
             items=items,
             error_streak=0,
-            next_poll_at=now + self._interval,
+            next_poll_at=now + interval,
+            interval_s=interval,
         )
 
     def _failed(self, feed: FeedSpec, state: FeedState, exc: FeedError, now: float) -> PollReport:
         FEEDS_POLLED.inc()
         FEED_FETCHES.labels(exc.kind).inc()
         streak = state.error_streak + 1
-        delay = backoff_s(streak, self._interval / 4)
-        if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-            delay = min(MAX_BACKOFF_S, max(delay, exc.retry_after_s))
-        self._state.commit_poll(
-            replace(
-                state,
-                last_fetch_at=now,
-                last_result=str(exc.kind),
-                last_error=str(exc)[:500],
-                error_streak=streak,
-                next_poll_at=now + delay,
-            ),
-            [],
+        retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+        delay = self._policy.after_error(streak, retry_after)
+        new_state = replace(
+            state,
+            last_fetch_at=now,
+            last_result=str(exc.kind),
+            last_error=str(exc)[:500],
+            error_streak=streak,
+            next_poll_at=now + delay,
         )
+        self._state.commit_poll(new_state, [])
         with self._broken_lock:
             self._broken.add(feed.id)
             FEEDS_BROKEN.set(len(self._broken))
         log.warning("feed %s failed (%s), retry in %.0f s", feed.url, exc, delay)
-        return PollReport(feed.id, feed.url, str(exc.kind), error=str(exc))
+        return PollReport(
+            feed.id, feed.url, str(exc.kind), error=str(exc), next_poll_at=new_state.next_poll_at
+        )
 
     def poll_all(self) -> list[PollReport]:
-        """Poll every feed once, now, concurrently; returns one report per feed."""
+        """Poll every feed once, now, concurrently; returns one report per feed, in order."""
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             return list(pool.map(self.poll_feed, self._feeds))
 
+    def _kafka_back(self) -> bool:
+        """True once the broker answers and nothing is left waiting in the local queue."""
+        if self._publisher.pending() == 0 and self._publisher.reachable(2.0):
+            self._kafka_blocked.clear()
+            log.info("Kafka is back: polling resumes")
+            return True
+        return False
+
     def run(self, stop: threading.Event) -> None:
         """Poll feeds when they are due until ``stop`` is set."""
-        running: dict[str, Future[PollReport]] = {}
+        due = {s.feed_id: s.next_poll_at for s in self._state.all_feeds()}
+        running: dict[str, tuple[str, Future[PollReport]]] = {}
+        refreshed = time.monotonic()
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             while not stop.is_set():
-                now = time.time()
-                for feed_id in [k for k, f in running.items() if f.done()]:
-                    future = running.pop(feed_id)
-                    if future.exception() is not None:
-                        log.error("poll crashed", exc_info=future.exception())
-                for feed in self._feeds:
-                    if feed.id in running or len(running) >= self._concurrency:
-                        continue
-                    if self._state.feed(feed.id, feed.url).next_poll_at <= now:
-                        running[feed.id] = pool.submit(self.poll_feed, feed)
-                stop.wait(0.5)
-            for future in running.values():
+                for feed_id in [k for k, (_h, f) in running.items() if f.done()]:
+                    _host, future = running.pop(feed_id)
+                    error = future.exception()
+                    if error is not None:
+                        log.error("poll crashed", exc_info=error)
+                        due[feed_id] = time.time() + self._policy.min_s
+                    else:
+                        due[feed_id] = future.result().next_poll_at
+                if self._feed_source and time.monotonic() - refreshed > FEED_REFRESH_S:
+                    self._feeds = self._feed_source()
+                    refreshed = time.monotonic()
+                if self._kafka_blocked.is_set() and not self._kafka_back():
+                    stop.wait(2.0)
+                    continue
+                self._submit_due(pool, running, due)
+                stop.wait(0.2)
+            for _host, future in running.values():
                 future.cancel()
+
+    def _submit_due(
+        self,
+        pool: ThreadPoolExecutor,
+        running: dict[str, tuple[str, Future[PollReport]]],
+        due: dict[str, float],
+    ) -> None:
+        now = time.time()
+        per_host = Counter(host for host, _f in running.values())
+        for feed in sorted(self._feeds, key=lambda f: due.get(f.id, 0.0)):
+            if len(running) >= self._concurrency or due.get(feed.id, 0.0) > now:
+                break
+            host = host_of(feed.url)
+            if feed.id in running or per_host[host] >= self._hosts.per_host:
+                continue
+            per_host[host] += 1
+            running[feed.id] = (host, pool.submit(self.poll_feed, feed))

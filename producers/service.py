@@ -2,6 +2,7 @@
 
 ``run_producer`` polls until SIGTERM/SIGINT; with ``once`` it polls every feed one time and
 returns the reports. Kafka's delivery reports are awaited before any feed state advances.
+The feeds are the config file's merged with the registry's (see :mod:`producers.registry`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from types import FrameType
 
 from core.kafka import ensure_topics
 from core.settings import Settings
-from producers.feeds import FeedSpec, load_feeds
+from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher
 from producers.publisher import Publisher
+from producers.registry import FeedRegistry, resolve_feeds, state_path
+from producers.sandbox import ParserPool
+from producers.schedule import SchedulePolicy
 from producers.scheduler import PollReport, Scheduler
 from producers.state import ProducerState
 
@@ -25,23 +29,56 @@ log = logging.getLogger(__name__)
 def build_scheduler(
     settings: Settings, feeds: list[FeedSpec] | None = None
 ) -> tuple[Scheduler, Publisher, Fetcher, ProducerState]:
-    """The scheduler and the parts it owns (the caller closes them)."""
+    """The scheduler and the parts it owns (the caller closes them, and ``scheduler.close()``
+    stops its parser processes).
+
+    Without ``feeds``, the feeds are the config file's merged with the registry's
+    (:func:`producers.registry.resolve_feeds`), and the scheduler re-reads them while it runs.
+    """
     ensure_topics(settings)
     fetcher = Fetcher(
         deadline_s=settings.fetch_timeout_s,
         max_bytes=settings.fetch_max_bytes,
         allow_networks=settings.fetch_allow_networks,
         user_agent=settings.fetch_user_agent,
+        pool_size=max(16, settings.poll_concurrency * 2),
     )
     publisher = Publisher(settings)
-    state = ProducerState(settings.data_dir / "producer.sqlite3")
+    path = state_path(settings.data_dir)
+    state = ProducerState(path)
+    feed_source = None
+    if feeds is None:
+        registry = FeedRegistry(path)
+
+        def feed_source() -> list[FeedSpec]:
+            return [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+
+        feeds = feed_source()
+    policy = SchedulePolicy(
+        default_s=settings.poll_interval_s,
+        min_s=min(settings.poll_interval_min_s, settings.poll_interval_max_s),
+        max_s=settings.poll_interval_max_s,
+        backoff_cap_s=settings.poll_backoff_max_s,
+    )
+    parser = ParserPool(
+        settings.parse_workers,
+        cpu_s=settings.parse_cpu_s,
+        memory_mb=settings.parse_memory_mb,
+        timeout_s=settings.parse_timeout_s,
+    )
     scheduler = Scheduler(
-        feeds if feeds is not None else load_feeds(settings.feeds_file),
+        feeds,
         fetcher=fetcher,
         publisher=publisher,
         state=state,
         poll_interval_s=settings.poll_interval_s,
         max_entries=settings.max_entries_per_feed,
+        concurrency=settings.poll_concurrency,
+        policy=policy,
+        per_host=settings.fetch_per_host_limit,
+        parser=parser,
+        publish_timeout_s=settings.publish_timeout_s,
+        feed_source=feed_source,
     )
     return scheduler, publisher, fetcher, state
 
@@ -74,5 +111,6 @@ def run_producer(settings: Settings, *, once: bool = False) -> list[PollReport]:
                 "fetched and published again on the next start",
                 left,
             )
+        scheduler.close()
         fetcher.close()
         state.close()

@@ -1,6 +1,7 @@
 """The producer's durable state in SQLite (``<data dir>/producer.sqlite3``).
 
-Per feed: ETag, Last-Modified, last fetch time and result, items, error streak, next poll.
+Per feed: ETag, Last-Modified, last fetch time and result, items, error streak, next poll and
+the current poll interval.
 Per article: the content hash of the last version delivered to Kafka.
 
 Guarantee (the delivery rule of the design): callers advance a feed's validators and seen
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS feed_state (
     last_error TEXT,
     items INTEGER DEFAULT 0,
     error_streak INTEGER DEFAULT 0,
-    next_poll_at REAL DEFAULT 0
+    next_poll_at REAL DEFAULT 0,
+    interval_s REAL
 );
 CREATE TABLE IF NOT EXISTS seen_entry (
     article_id TEXT PRIMARY KEY,
@@ -39,6 +41,11 @@ CREATE TABLE IF NOT EXISTS seen_entry (
 );
 CREATE INDEX IF NOT EXISTS seen_entry_delivered ON seen_entry(delivered_at);
 """
+_COLUMNS = (
+    "feed_id, url, etag, last_modified, last_fetch_at, last_result, last_error, items, "
+    "error_streak, next_poll_at, interval_s"
+)
+_MARKS = ",".join("?" * len(_COLUMNS.split(",")))
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class FeedState:
     items: int = 0
     error_streak: int = 0
     next_poll_at: float = 0.0
+    interval_s: float | None = None
 
 
 class ProducerState:
@@ -66,6 +74,9 @@ class ProducerState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(feed_state)")}
+        if "interval_s" not in columns:  # a state file from before adaptive intervals
+            self._db.execute("ALTER TABLE feed_state ADD COLUMN interval_s REAL")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -76,18 +87,13 @@ class ProducerState:
         """The stored state of a feed (a fresh state when it was never polled)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT feed_id, url, etag, last_modified, last_fetch_at, last_result, "
-                "last_error, items, error_streak, next_poll_at FROM feed_state WHERE feed_id=?",
-                (feed_id,),
+                f"SELECT {_COLUMNS} FROM feed_state WHERE feed_id=?", (feed_id,)
             ).fetchone()
         return FeedState(*row) if row else FeedState(feed_id=feed_id, url=url)
 
     def all_feeds(self) -> list[FeedState]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT feed_id, url, etag, last_modified, last_fetch_at, last_result, "
-                "last_error, items, error_streak, next_poll_at FROM feed_state ORDER BY url"
-            ).fetchall()
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM feed_state ORDER BY url").fetchall()
         return [FeedState(*row) for row in rows]
 
     def unseen(self, entries: Iterable[tuple[str, str]]) -> set[str]:
@@ -126,7 +132,7 @@ class ProducerState:
                     rows,
                 )
                 self._db.execute(
-                    "INSERT OR REPLACE INTO feed_state VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT OR REPLACE INTO feed_state({_COLUMNS}) VALUES({_MARKS})",
                     (
                         state.feed_id,
                         state.url,
@@ -138,6 +144,7 @@ class ProducerState:
                         state.items,
                         state.error_streak,
                         state.next_poll_at,
+                        state.interval_s,
                     ),
                 )
                 self._db.execute("COMMIT")

@@ -1,0 +1,174 @@
+"""``newsstream feeds``: the feed registry from the command line.
+
+``add URL [--name --tags]``, ``remove URL|ID``, ``list`` (with each feed's poll status),
+``import FILE.opml`` and ``export [--output FILE]``. The registry lives in the data dir's
+``producer.sqlite3``; how it merges with the feeds file is documented in
+:mod:`producers.registry`. A running producer picks up changes within 30 s.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import NewsstreamError
+from core.settings import Settings
+from producers.registry import (
+    FeedOrigin,
+    FeedRegistry,
+    feed_statuses,
+    parse_opml,
+    resolve_feeds,
+    state_path,
+    to_opml,
+)
+from producers.state import ProducerState
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _load() -> Settings:
+    from newsstream.cli import _settings  # the CLI's settings loader prints clear errors
+
+    return _settings()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``feeds`` command group to ``app``."""
+    feeds = typer.Typer(help="Manage the feed registry.", no_args_is_help=True)
+
+    @feeds.command("add")
+    def add(
+        url: Annotated[str, typer.Argument(help="The feed's http(s) URL.")],
+        name: Annotated[str, typer.Option(help="A display name.")] = "",
+        tags: Annotated[
+            list[str] | None, typer.Option("--tags", help="Tags (repeat or comma-separate).")
+        ] = None,
+    ) -> None:
+        """Add a feed (or update its name and tags)."""
+        registry = FeedRegistry(state_path(_load().data_dir))
+        try:
+            spec, new = registry.add(url, name, tuple(tags or ()))
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        finally:
+            registry.close()
+        console.print(f"{'added' if new else 'updated'} {spec.id} {spec.url}")
+
+    @feeds.command("remove")
+    def remove(target: Annotated[str, typer.Argument(help="The feed's URL or id.")]) -> None:
+        """Remove a registry feed (its poll state is kept)."""
+        settings = _load()
+        registry = FeedRegistry(state_path(settings.data_dir))
+        try:
+            removed = registry.remove(target)
+            if removed is None:
+                in_file = [
+                    r
+                    for r in resolve_feeds(settings.feeds_file, registry)
+                    if target in (r.spec.url, r.spec.id) and r.origin != FeedOrigin.REGISTRY
+                ]
+                where = (
+                    f"it comes from {settings.feeds_file or 'the packaged default list'}; "
+                    "edit that file to remove it"
+                    if in_file
+                    else "no such feed in the registry"
+                )
+                raise _fail(NewsstreamError(f"{target}: {where}"))
+        finally:
+            registry.close()
+        console.print(f"removed {removed.id} {removed.url}")
+
+    @feeds.command("list")
+    def list_feeds() -> None:
+        """Every feed polled, with its status."""
+        settings = _load()
+        path = state_path(settings.data_dir)
+        registry, state = FeedRegistry(path), ProducerState(path)
+        try:
+            rows = feed_statuses(settings.feeds_file, registry, state)
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        finally:
+            registry.close()
+            state.close()
+        table = Table(title=f"{len(rows)} feeds")
+        for column in ("id", "name", "url", "origin", "last fetch", "result", "items"):
+            table.add_column(column, overflow="fold")
+        table.add_column("next poll")
+        table.add_column("errors", justify="right")
+        for row in rows:
+            st = row.state
+            result = st.last_result or "never polled"
+            if st.last_error:
+                result = f"{result}: {st.last_error[:80]}"
+            table.add_row(
+                row.spec.id,
+                row.spec.name,
+                row.spec.url,
+                str(row.origin),
+                _when(st.last_fetch_at),
+                result,
+                str(st.items),
+                _when(st.next_poll_at) if st.last_fetch_at else "now",
+                str(st.error_streak),
+            )
+        console.print(table)
+
+    @feeds.command("import")
+    def import_opml(
+        file: Annotated[Path, typer.Argument(help="An OPML file.", exists=True, dir_okay=False)],
+    ) -> None:
+        """Add every feed of an OPML file to the registry."""
+        registry = FeedRegistry(state_path(_load().data_dir))
+        try:
+            specs, problems = parse_opml(file)
+            added, existing = registry.import_opml(file)
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        finally:
+            registry.close()
+        for problem in problems:
+            err_console.print(f"[yellow]skipped:[/yellow] {problem}")
+        console.print(f"{len(specs)} feeds in {file}: {added} added, {existing} already there")
+
+    @feeds.command("export")
+    def export_opml(
+        output: Annotated[
+            Path | None, typer.Option(help="Write here instead of standard output.")
+        ] = None,
+    ) -> None:
+        """Every polled feed (file and registry) as OPML."""
+        settings = _load()
+        registry = FeedRegistry(state_path(settings.data_dir))
+        try:
+            specs = [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        finally:
+            registry.close()
+        document = to_opml(specs)
+        if output is None:
+            typer.echo(document, nl=False)
+        else:
+            output.write_text(document, encoding="utf-8")
+            console.print(f"wrote {len(specs)} feeds to {output}")
+
+    app.add_typer(feeds, name="feeds")

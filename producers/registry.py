@@ -1,0 +1,262 @@
+"""The feed registry: feeds added by users, persisted in ``<data dir>/producer.sqlite3``.
+
+What goes in: URLs with an optional name and tags (``newsstream feeds add``), OPML files.
+What comes out: the feeds to poll, each with its origin, and their status for ``feeds list``.
+
+How registry feeds and config-file feeds merge (:func:`resolve_feeds`):
+
+- The feeds to poll are the feeds of the config file (``NEWSSTREAM_FEEDS_FILE``) plus the
+  registry's feeds. A feed is identified by its canonical URL (:func:`producers.feeds.feed_id`),
+  so a URL in both is polled once; the registry's name and tags win, because they are the
+  latest thing a user typed.
+- Without a config file, the packaged curated list stands in for it only while the registry is
+  empty: the first ``feeds add`` or ``feeds import`` means the user now chooses the feeds.
+- ``feeds remove`` removes registry feeds only; a feed from the config file is removed by
+  editing that file (the command says so). Removing a feed keeps its poll state, so adding it
+  again does not republish what was already delivered.
+
+Guarantees: URLs are validated (http or https with a host) before anything is stored; OPML is
+parsed without DTDs or entities (a document that declares entities is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.errors import ConfigurationError, InvalidInput
+from producers.feeds import FeedSpec, feed_id, load_feeds
+from producers.state import FeedState, ProducerState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feed_registry (
+    feed_id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    added_at REAL NOT NULL
+);
+"""
+MAX_OPML_BYTES = 5_000_000
+
+
+class FeedOrigin(StrEnum):
+    """Where a feed to poll comes from."""
+
+    REGISTRY = "registry"
+    FILE = "file"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class ResolvedFeed:
+    """A feed to poll and where it comes from."""
+
+    spec: FeedSpec
+    origin: FeedOrigin
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """One row of ``feeds list``: the feed, its origin and its poll state."""
+
+    spec: FeedSpec
+    origin: FeedOrigin
+    state: FeedState
+
+
+def state_path(data_dir: Path) -> Path:
+    """The SQLite file shared by the registry and the producer's poll state."""
+    return data_dir / "producer.sqlite3"
+
+
+def validate_url(url: str) -> str:
+    """``url`` stripped, or :class:`InvalidInput` when it is not an http(s) URL with a host."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"not a valid URL: {url!r} ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise InvalidInput(f"a feed URL must be http(s)://host/...; found {url!r}")
+    return text
+
+
+class FeedRegistry:
+    """Registry feeds in SQLite (thread-safe; several processes may share the file)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, url: str, name: str = "", tags: tuple[str, ...] = ()) -> tuple[FeedSpec, bool]:
+        """Add (or update the name and tags of) a feed; returns it and whether it was new."""
+        spec = FeedSpec(url=validate_url(url), name=name.strip(), tags=_clean_tags(tags))
+        with self._lock:
+            existed = self._db.execute(
+                "SELECT 1 FROM feed_registry WHERE feed_id=?", (spec.id,)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO feed_registry(feed_id, url, name, tags, added_at) VALUES(?,?,?,?,?) "
+                "ON CONFLICT(feed_id) DO UPDATE SET name=excluded.name, tags=excluded.tags",
+                (spec.id, spec.url, spec.name, json.dumps(list(spec.tags)), time.time()),
+            )
+        return spec, existed is None
+
+    def remove(self, url_or_id: str) -> FeedSpec | None:
+        """Remove a feed by URL or id; returns it, or None when the registry does not hold it."""
+        key = url_or_id.strip()
+        target = feed_id(key) if "://" in key else key
+        found = self.get(target)
+        if found is not None:
+            with self._lock:
+                self._db.execute("DELETE FROM feed_registry WHERE feed_id=?", (target,))
+        return found
+
+    def get(self, ident: str) -> FeedSpec | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT url, name, tags FROM feed_registry WHERE feed_id=?", (ident,)
+            ).fetchone()
+        return _spec(row) if row else None
+
+    def all(self) -> list[FeedSpec]:
+        """Every registry feed, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT url, name, tags FROM feed_registry ORDER BY added_at, url"
+            ).fetchall()
+        return [_spec(row) for row in rows]
+
+    def import_opml(self, path: Path) -> tuple[int, int]:
+        """Add every feed of an OPML file; returns (added, already there)."""
+        added = existing = 0
+        for spec in parse_opml(path)[0]:
+            _spec_added, new = self.add(spec.url, spec.name, spec.tags)
+            added += new
+            existing += not new
+        return added, existing
+
+
+def _spec(row: tuple[str, str, str]) -> FeedSpec:
+    url, name, tags = row
+    return FeedSpec(url=url, name=name, tags=tuple(json.loads(tags)))
+
+
+def _clean_tags(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    cleaned: list[str] = []
+    for tag in tags:
+        for part in tag.split(","):
+            if part.strip() and part.strip() not in cleaned:
+                cleaned.append(part.strip())
+    return tuple(cleaned)
+
+
+def resolve_feeds(feeds_file: Path | None, registry: FeedRegistry) -> list[ResolvedFeed]:
+    """The feeds to poll: config file (or packaged defaults) merged with the registry.
+
+    See the module docstring for the rule. Raises :class:`ConfigurationError` when the config
+    file is unreadable or malformed.
+    """
+    registered = registry.all()
+    if feeds_file is not None:
+        base = [ResolvedFeed(s, FeedOrigin.FILE) for s in load_feeds(feeds_file)]
+    elif not registered:
+        base = [ResolvedFeed(s, FeedOrigin.DEFAULT) for s in load_feeds(None)]
+    else:
+        base = []
+    merged: dict[str, ResolvedFeed] = {r.spec.id: r for r in base}
+    for spec in registered:
+        merged[spec.id] = ResolvedFeed(spec, FeedOrigin.REGISTRY)
+    return list(merged.values())
+
+
+def feed_statuses(
+    feeds_file: Path | None, registry: FeedRegistry, state: ProducerState
+) -> list[FeedStatus]:
+    """``feeds list``: every feed to poll with its poll state (fresh state if never polled)."""
+    return [
+        FeedStatus(r.spec, r.origin, state.feed(r.spec.id, r.spec.url))
+        for r in resolve_feeds(feeds_file, registry)
+    ]
+
+
+def parse_opml(path: Path) -> tuple[list[FeedSpec], list[str]]:
+    """Feeds of an OPML file and the problems met (outlines skipped, with the reason).
+
+    A nested outline's ``text`` (and a ``category`` attribute) become the feed's tags. Raises
+    :class:`InvalidInput` when the file is not OPML or declares entities.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"OPML file {path} cannot be read: {exc}") from exc
+    if len(data) > MAX_OPML_BYTES:
+        raise InvalidInput(f"{path}: larger than {MAX_OPML_BYTES} bytes")
+    if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
+        raise InvalidInput(f"{path}: OPML with a DTD or entities is refused")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise InvalidInput(f"{path}: not well-formed XML ({exc})") from None
+    if root.tag.lower() != "opml" or root.find("body") is None:
+        raise InvalidInput(f"{path}: not an OPML document (root <{root.tag}>)")
+    feeds: list[FeedSpec] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node: ET.Element, tags: tuple[str, ...]) -> None:
+        for outline in node.findall("outline"):
+            url = outline.get("xmlUrl") or outline.get("xmlurl") or ""
+            label = (outline.get("title") or outline.get("text") or "").strip()
+            if not url:
+                walk(outline, (*tags, label) if label else tags)
+                continue
+            try:
+                valid = validate_url(url)
+            except InvalidInput as exc:
+                problems.append(str(exc))
+                continue
+            category = tuple(c.strip("/ ") for c in (outline.get("category") or "").split(","))
+            name = "" if label == url else label  # export writes the URL when unnamed
+            spec = FeedSpec(valid, name, _clean_tags((*tags, *category)))
+            if spec.id not in seen:
+                seen.add(spec.id)
+                feeds.append(spec)
+
+    walk(root.find("body"), ())  # type: ignore[arg-type]
+    return feeds, problems
+
+
+def to_opml(feeds: list[FeedSpec], title: str = "newsstream feeds") -> str:
+    """An OPML 2.0 document of ``feeds`` (tags in the ``category`` attribute)."""
+    opml = ET.Element("opml", version="2.0")
+    head = ET.SubElement(opml, "head")
+    ET.SubElement(head, "title").text = title
+    body = ET.SubElement(opml, "body")
+    for spec in feeds:
+        attrs = {"type": "rss", "text": spec.name or spec.url, "xmlUrl": spec.url}
+        if spec.name:
+            attrs["title"] = spec.name
+        if spec.tags:
+            attrs["category"] = ",".join(spec.tags)
+        ET.SubElement(body, "outline", attrs)
+    ET.indent(opml)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode") + "\n"
