@@ -1,0 +1,128 @@
+"""A small, bounded sample of what the quality gate rejected, for ``newsstream rejects``.
+
+What goes in: one rejected item at a time (reason, article id, title, url, text, time), and a
+path to an SQLite file (usually ``<data dir>/rejects.sqlite3``). What comes out: the most
+recent items, newest first, optionally for one reason.
+
+Guarantees: at most ``per_reason`` items are kept for each reason (older ones are deleted as
+new ones arrive), so the file stays small whatever the feeds send; fields are capped (title
+300, url 2048, text head 500 characters); the same article id rejected again replaces its
+row. Safe to use from several processes (SQLite WAL, short transactions).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TITLE_CHARS = 300
+URL_CHARS = 2048
+HEAD_CHARS = 500
+DEFAULT_PER_REASON = 50
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rejects (
+    article_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    title TEXT NOT NULL,
+    url TEXT NOT NULL,
+    head TEXT NOT NULL,
+    rejected_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejects_reason_time ON rejects (reason, rejected_at);
+"""
+
+
+@dataclass(frozen=True)
+class RejectedItem:
+    """One kept sample: why, which article, what it looked like, when (epoch seconds)."""
+
+    reason: str
+    article_id: str
+    title: str
+    url: str
+    head: str
+    rejected_at: float
+
+
+class RejectSample:
+    """The sample store at ``path`` (created with its parent directory when missing)."""
+
+    def __init__(self, path: Path, *, per_reason: int = DEFAULT_PER_REASON) -> None:
+        if per_reason < 1:
+            raise ValueError(f"per_reason must be at least 1, got {per_reason}")
+        self.path = path
+        self.per_reason = per_reason
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=10)
+
+    def add(
+        self,
+        *,
+        reason: str,
+        article_id: str,
+        title: str,
+        url: str,
+        text: str,
+        now: float | None = None,
+    ) -> None:
+        """Keep one rejected item (capped), dropping the oldest of its reason past the bound."""
+        when = time.time() if now is None else now
+        db = self._connect()
+        try:
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO rejects VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        article_id,
+                        reason,
+                        title[:TITLE_CHARS],
+                        url[:URL_CHARS],
+                        text[:HEAD_CHARS],
+                        when,
+                    ),
+                )
+                db.execute(
+                    "DELETE FROM rejects WHERE reason = ? AND article_id NOT IN ("
+                    "SELECT article_id FROM rejects WHERE reason = ? "
+                    "ORDER BY rejected_at DESC, article_id LIMIT ?)",
+                    (reason, reason, self.per_reason),
+                )
+        finally:
+            db.close()
+
+    def items(self, *, reason: str | None = None, limit: int = 100) -> list[RejectedItem]:
+        """The kept items, newest first (only ``reason``'s when given), at most ``limit``."""
+        query = "SELECT reason, article_id, title, url, head, rejected_at FROM rejects"
+        args: tuple[object, ...] = ()
+        if reason is not None:
+            query += " WHERE reason = ?"
+            args = (reason,)
+        query += " ORDER BY rejected_at DESC, article_id LIMIT ?"
+        db = self._connect()
+        try:
+            rows = db.execute(query, (*args, max(0, limit))).fetchall()
+        finally:
+            db.close()
+        return [RejectedItem(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Kept items per reason (the sample, not the total: see the metrics for totals)."""
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT reason, COUNT(*) FROM rejects GROUP BY reason").fetchall()
+        finally:
+            db.close()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+
+def rejects_path(data_dir: Path) -> Path:
+    """Where the worker keeps the sample inside the data dir."""
+    return data_dir / "rejects.sqlite3"

@@ -1,0 +1,299 @@
+"""In-memory index storage for a single worker: compact LSH tables, a window and claims.
+
+What goes in: entries (id, content hash, signature) with their band keys and times, from
+``dedup.index.DedupIndex``. What comes out: lookups (exact, LSH candidates, claims) and the
+window's size. Nothing survives the process: the worker rebuilds it at start from the window
+of recent articles in Milvus (``DedupIndex.rebuild``).
+
+Layout, chosen for memory (about 1 KB per article at 128 permutations and 8 bands; see
+``newsstream bench dedup``): recorded entries live in slots numbered in record order; the
+signatures in one ``uint32`` matrix; times and content-hash keys in ``numpy`` arrays; one dict
+maps every band key to a slot (or a list of slots when several share the band). Slots are not
+reused; dead slots are reclaimed by compaction when they outnumber the live ones.
+
+Guarantees: thread-safe (one lock; ``claim`` is atomic); expiry walks slots in record order, so
+an entry never expires before its window (one recorded with an out-of-order old time may wait
+behind newer ones); claims expire after their TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dedup.index import Entry, IndexParams, check_stored_params
+from dedup.signature import Signature, SignatureParams
+
+_INITIAL_SLOTS = 1024
+
+
+def _hash_words(content_hash: str) -> tuple[int, int]:
+    """The 128-bit hex content hash as two 64-bit words (16 bytes instead of an 81-byte str)."""
+    if len(content_hash) != 32:
+        raise ValueError(f"expected a 32-hex-digit content hash, got {content_hash!r}")
+    try:
+        return int(content_hash[:16], 16), int(content_hash[16:], 16)
+    except ValueError:
+        raise ValueError(f"expected a 32-hex-digit content hash, got {content_hash!r}") from None
+
+
+def _hash_key(content_hash: str) -> int:
+    # 64 bits of the digest key the exact lookup (collisions ~3e-8 at 1M entries).
+    return _hash_words(content_hash)[0]
+
+
+class MemoryBackend:
+    """One worker's index storage (see the module docstring).
+
+    ``params`` fixes the signature parameters every entry must have (checked on every write).
+    """
+
+    def __init__(self, params: IndexParams) -> None:
+        self.params = params
+        self._sig_params: SignatureParams = params.signature
+        self._lock = threading.Lock()
+        self._reset(_INITIAL_SLOTS)
+        self._claims: dict[str, tuple[Entry, list[int], float]] = {}
+        self._claim_owner: dict[int, str] = {}
+
+    def stored_params(self) -> dict[str, Any]:
+        """The parameters of this index (for comparing with another index's)."""
+        return self.params.stored()
+
+    def check_params(self, found: dict[str, Any]) -> None:
+        """Raise ``ConfigurationError`` when ``found`` differs from this index's parameters."""
+        check_stored_params(found, self.params.stored(), "memory")
+
+    # --- claims ----------------------------------------------------------------------------
+    def claim(
+        self, entry: Entry, keys: npt.NDArray[np.uint64], now: float, ttl_s: float
+    ) -> list[Entry]:
+        """Claim the entry's hash and band keys until ``now + ttl_s``; return earlier claimants."""
+        self._check_signature(entry.signature)
+        claim_keys = [_hash_key(entry.content_hash) ^ 0x5BD1E995, *map(int, keys)]
+        with self._lock:
+            self._drop_expired_claims(now)
+            rivals: dict[str, Entry] = {}
+            for key in claim_keys:
+                owner = self._claim_owner.get(key)
+                if owner is None or owner == entry.article_id:
+                    self._claim_owner[key] = entry.article_id
+                elif owner not in rivals:
+                    rivals[owner] = self._claims[owner][0]
+            previous = self._claims.get(entry.article_id)
+            held = [k for k in claim_keys if self._claim_owner.get(k) == entry.article_id]
+            if previous is not None:
+                held = sorted(set(held) | set(previous[1]))
+            self._claims[entry.article_id] = (entry, held, now + ttl_s)
+            return list(rivals.values())
+
+    def release(self, article_id: str) -> None:
+        """Drop the claim of ``article_id``, if any."""
+        with self._lock:
+            self._release_locked(article_id)
+
+    def _release_locked(self, article_id: str) -> None:
+        claim = self._claims.pop(article_id, None)
+        if claim is None:
+            return
+        for key in claim[1]:
+            if self._claim_owner.get(key) == article_id:
+                del self._claim_owner[key]
+
+    def _drop_expired_claims(self, now: float) -> None:
+        expired = [aid for aid, (_, _, deadline) in self._claims.items() if deadline <= now]
+        for article_id in expired:
+            self._release_locked(article_id)
+
+    # --- lookups ---------------------------------------------------------------------------
+    def find_exact(self, content_hash: str) -> str | None:
+        """The id of a recorded entry with this content hash, if any."""
+        with self._lock:
+            slot = self._by_hash.get(_hash_key(content_hash))
+            return None if slot is None else self._ids[slot]
+
+    def candidates(self, signature: Signature, keys: npt.NDArray[np.uint64]) -> list[Entry]:
+        """Recorded entries sharing at least one band key with ``signature``."""
+        self._check_signature(signature)
+        with self._lock:
+            slots: set[int] = set()
+            for key in keys.tolist():
+                found = self._buckets.get(key)
+                if found is None:
+                    continue
+                if isinstance(found, int):
+                    slots.add(found)
+                else:
+                    slots.update(found)
+            result = []
+            for slot in sorted(slots):
+                article_id = self._ids[slot]
+                if article_id is None:
+                    continue
+                stored = Signature(self._sig_params, self._sigs[slot].copy())
+                high, low = self._hash_keys[slot].tolist()
+                result.append(Entry(article_id, f"{high:016x}{low:016x}", stored))
+            return result
+
+    # --- writes ----------------------------------------------------------------------------
+    def record(self, entry: Entry, keys: npt.NDArray[np.uint64], now: float) -> None:
+        """Store (or replace) ``entry`` as recorded at ``now`` and drop its claim."""
+        self._check_signature(entry.signature)
+        with self._lock:
+            old = self._slot_of.get(entry.article_id)
+            if old is not None:
+                self._kill(old)
+            slot = self._next
+            if slot == len(self._times):
+                self._grow()
+            self._next += 1
+            self._ids.append(entry.article_id)
+            self._slot_of[entry.article_id] = slot
+            self._sigs[slot] = entry.signature.values
+            self._times[slot] = now
+            words = _hash_words(entry.content_hash)
+            self._hash_keys[slot] = words
+            self._by_hash[words[0]] = slot
+            self._add_bands(slot, keys)
+            self._live += 1
+            self._release_locked(entry.article_id)
+
+    def expire(self, now: float, window_s: float) -> int:
+        """Remove entries recorded before ``now - window_s``; return how many."""
+        cutoff = now - window_s
+        removed = 0
+        with self._lock:
+            self._drop_expired_claims(now)
+            while self._head < self._next:
+                slot = self._head
+                if self._ids[slot] is not None:
+                    if self._times[slot] >= cutoff:
+                        break
+                    self._kill(slot)
+                    removed += 1
+                self._head += 1
+            if self._head > self._live and self._head > _INITIAL_SLOTS:
+                self._compact()
+        return removed
+
+    def size(self) -> int:
+        """Recorded entries in the window."""
+        return self._live
+
+    def slot_bytes(self) -> int:
+        """Bytes of array storage per slot (signature, time, content hash)."""
+        return 4 * self._sig_params.num_perm + 8 + 16
+
+    def unused_capacity_bytes(self) -> int:
+        """Bytes of array storage allocated for slots not yet used (growth headroom)."""
+        return (len(self._times) - self._next) * self.slot_bytes()
+
+    def memory_bytes(self) -> int:
+        """An estimate of the bytes held by the recorded entries (arrays, dicts, ids)."""
+        import sys
+
+        total = self._sigs.nbytes + self._times.nbytes + self._hash_keys.nbytes
+        total += sys.getsizeof(self._buckets) + sys.getsizeof(self._by_hash)
+        total += sys.getsizeof(self._slot_of) + sys.getsizeof(self._ids)
+        for key, value in self._buckets.items():
+            total += sys.getsizeof(key)
+            total += sys.getsizeof(value) if isinstance(value, list) else 0
+        for key in self._by_hash:
+            total += sys.getsizeof(key)
+        for article_id in self._slot_of:
+            total += sys.getsizeof(article_id) + 32  # the id and its slot number
+        return total
+
+    # --- internals -------------------------------------------------------------------------
+    def _check_signature(self, signature: Signature) -> None:
+        if signature.params != self._sig_params:
+            from dedup.signature import SignatureMismatch
+
+            raise SignatureMismatch(
+                f"signature made with {signature.params}, index uses {self._sig_params}"
+            )
+
+    def _reset(self, capacity: int) -> None:
+        num_perm = self._sig_params.num_perm
+        self._sigs = np.zeros((capacity, num_perm), dtype=np.uint32)
+        self._times = np.zeros(capacity, dtype=np.float64)
+        self._hash_keys = np.zeros((capacity, 2), dtype=np.uint64)
+        self._ids: list[str | None] = []
+        self._slot_of: dict[str, int] = {}
+        self._by_hash: dict[int, int] = {}
+        self._buckets: dict[int, int | list[int]] = {}
+        self._head = 0
+        self._next = 0
+        self._live = 0
+
+    def _grow(self) -> None:
+        capacity = max(_INITIAL_SLOTS, len(self._times) * 2)
+        sigs = np.zeros((capacity, self._sig_params.num_perm), dtype=np.uint32)
+        sigs[: len(self._sigs)] = self._sigs
+        self._sigs = sigs
+        self._times = np.resize(self._times, capacity)
+        hash_keys = np.zeros((capacity, 2), dtype=np.uint64)
+        hash_keys[: len(self._hash_keys)] = self._hash_keys
+        self._hash_keys = hash_keys
+
+    def _add_bands(self, slot: int, keys: npt.NDArray[np.uint64]) -> None:
+        for key in keys.tolist():
+            found = self._buckets.get(key)
+            if found is None:
+                self._buckets[key] = slot  # one int object shared by all bands of the slot
+            elif isinstance(found, int):
+                self._buckets[key] = [found, slot]
+            else:
+                found.append(slot)
+
+    def _remove_bands(self, slot: int, keys: list[int]) -> None:
+        for key in keys:
+            found = self._buckets.get(key)
+            if found is None:
+                continue
+            if isinstance(found, int):
+                if found == slot:
+                    del self._buckets[key]
+            else:
+                if slot in found:
+                    found.remove(slot)
+                if len(found) == 1:
+                    self._buckets[key] = found[0]
+
+    def _kill(self, slot: int) -> None:
+        from dedup.lsh import band_keys
+
+        article_id = self._ids[slot]
+        if article_id is None:
+            return
+        signature = Signature(self._sig_params, self._sigs[slot])
+        self._remove_bands(slot, band_keys(signature, self.params.lsh).tolist())
+        hkey = int(self._hash_keys[slot, 0])
+        if self._by_hash.get(hkey) == slot:
+            del self._by_hash[hkey]
+        if self._slot_of.get(article_id) == slot:
+            del self._slot_of[article_id]
+        self._ids[slot] = None
+        self._live -= 1
+
+    def _compact(self) -> None:
+        """Rebuild the tables from the live slots (slot numbers change, order is kept)."""
+        from dedup.lsh import band_keys
+
+        live = [s for s in range(self._head, self._next) if self._ids[s] is not None]
+        sigs, times, hkeys = self._sigs[live], self._times[live], self._hash_keys[live]
+        ids = [self._ids[s] for s in live]
+        self._reset(max(_INITIAL_SLOTS, 2 * len(live)))
+        for new, article_id in enumerate(ids):
+            assert article_id is not None
+            self._ids.append(article_id)
+            self._slot_of[article_id] = new
+            self._sigs[new] = sigs[new]
+            self._times[new] = times[new]
+            self._hash_keys[new] = hkeys[new]
+            self._by_hash[int(hkeys[new, 0])] = new
+            self._add_bands(new, band_keys(Signature(self._sig_params, sigs[new]), self.params.lsh))
+        self._next = self._live = len(live)
