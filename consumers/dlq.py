@@ -1,22 +1,21 @@
-"""The dead-letter queue producer: poison messages to ``news.articles.dlq`` with their story.
+"""The dead-letter queue writer: poison messages to ``news.articles.dlq`` with their story.
 
 Each DLQ message is the original key and bytes plus headers: ``stage``, ``error_class``,
 ``error_message``, ``original_topic``, ``original_partition``, ``original_offset`` (and the
-original headers). arroyo's DLQ policy waits for this write to be acknowledged before it commits
-the offset it replaces, and its :class:`arroyo.dlq.DlqLimit` is the circuit breaker that stops
-the worker when too many messages in a row, or too large a share, are poison.
+original headers). The indexer writes a batch's poison before the batch reaches the commit
+step, so a DLQ write is always acknowledged before the offset it replaces is committed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
-from arroyo.backends.kafka import KafkaPayload, KafkaProducer
-from arroyo.dlq import DlqLimit, DlqLimitState, DlqProducer
-from arroyo.types import BrokerValue, Partition
-from arroyo.types import Topic as ArroyoTopic
+from confluent_kafka import KafkaError, Message, Producer
+
+from consumers.prepare import Origin
+from core.errors import TransientError
+from core.kafka import producer_config
+from core.settings import Settings
 
 DLQ_HEADERS = (
     "stage",
@@ -28,40 +27,49 @@ DLQ_HEADERS = (
 )
 
 
-def dlq_headers(value: BrokerValue[KafkaPayload], reason: str | None) -> list[tuple[str, bytes]]:
-    """The headers added to a poisoned message (``reason`` is the JSON of ``dlq_reason``)."""
-    details: dict[str, Any] = {}
-    if reason:
-        try:
+class DlqWriter:
+    """Synchronous DLQ writes for poison found after batching (e.g. a NaN vector).
+
+    :meth:`send` returns only when the broker acknowledged every message, so the batch's
+    offsets can be committed afterwards; otherwise it raises :class:`TransientError` and the
+    caller retries (an outage never turns into data loss).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = Producer(producer_config(settings, client_id="newsstream-dlq-sync"))
+        self._topic = settings.kafka_dlq_topic
+
+    def send(self, items: list[tuple[Origin, str]], timeout_s: float = 30.0) -> None:
+        """Write each ``(origin, reason)``; ``reason`` is the JSON of ``dlq_reason``."""
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for origin, reason in items:
             details = json.loads(reason)
-        except json.JSONDecodeError:
-            details = {"message": reason}
-    return [
-        ("stage", str(details.get("stage", "unknown")).encode()),
-        ("error_class", str(details.get("error_class", "unknown")).encode()),
-        ("error_message", str(details.get("message", ""))[:1000].encode("utf-8", "replace")),
-        ("original_topic", value.partition.topic.name.encode()),
-        ("original_partition", str(value.partition.index).encode()),
-        ("original_offset", str(value.offset).encode()),
-    ]
+            headers: list[tuple[str, str | bytes | None]] = [
+                (k, v) for k, v in origin.headers if k not in DLQ_HEADERS
+            ]
+            headers += [
+                ("stage", str(details.get("stage", "unknown")).encode()),
+                ("error_class", str(details.get("error_class", "unknown")).encode()),
+                ("error_message", str(details.get("message", ""))[:1000].encode()),
+                ("original_topic", origin.topic.encode()),
+                ("original_partition", str(origin.partition).encode()),
+                ("original_offset", str(origin.offset).encode()),
+            ]
+            self._producer.produce(
+                self._topic,
+                key=origin.key,
+                value=origin.value,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+        left = self._producer.flush(timeout_s)
+        if left or failures:
+            raise TransientError(f"DLQ write not acknowledged ({left} pending, {failures[:1]})")
 
-
-class NewsDlqProducer(DlqProducer[KafkaPayload]):
-    """Writes poison messages to the DLQ topic with the headers above."""
-
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
-        self._producer = producer
-        self._topic = ArroyoTopic(topic)
-
-    def produce(self, value: BrokerValue[KafkaPayload], reason: str | None = None) -> Any:
-        original = [(k, v) for k, v in value.payload.headers if k not in DLQ_HEADERS]
-        payload = KafkaPayload(
-            value.payload.key, value.payload.value, original + dlq_headers(value, reason)
-        )
-        return self._producer.produce(self._topic, payload)
-
-    @classmethod
-    def build_initial_state(
-        cls, limit: DlqLimit | None, assignment: Mapping[Partition, int]
-    ) -> DlqLimitState:
-        return DlqLimitState(limit)
+    def close(self) -> None:
+        self._producer.flush(10)

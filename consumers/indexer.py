@@ -1,19 +1,22 @@
-"""Stages 5-7 on one batch: embed the survivors, upsert them into Milvus, check the count.
+"""Stages 4-8 on one batch: dedup, embed the survivors, upsert, check the count, record.
 
 Runs on a worker thread (arroyo ``RunTaskInThreads``), never in the polling thread. What goes
 in: a batch of :class:`consumers.prepare.Prepared` items. What comes out: an
-:class:`IndexReport` once Milvus acknowledged every row of the batch; only then does the batch
-reach the commit step.
+:class:`IndexReport`, returned only once Milvus acknowledged every row of the batch (and the DLQ
+every poison item of it); only then does the batch reach the commit step.
 
 Guarantees:
 - ids are deduplicated inside the batch before the upsert (the last version wins), so a
   re-published article replaces its row and never adds a second one;
-- the upsert count Milvus returns is checked against the rows sent;
-- an outage (Milvus unreachable or refusing) is retried with capped exponential backoff and
-  jitter for as long as it lasts; meanwhile the bounded queue in front of this step fills and
+- the upsert count Milvus returns is checked against the rows sent (a short count is retried);
+- an embedding that is not a finite vector of the collection's dimension is poison: the
+  message goes to the DLQ (acknowledged before the commit), the rest of the batch goes on;
+- an outage (Milvus or the DLQ broker unreachable) is retried with capped exponential backoff
+  and jitter for as long as it lasts; meanwhile the bounded queue in front of this step fills and
   arroyo pauses the partitions (backpressure). Nothing is dropped and nothing goes to the DLQ
   because of an outage. When ``stop`` is set during a retry the batch is abandoned unacknowledged
-  (its offsets are not committed, so it is consumed again).
+  (its offsets are not committed, so it is consumed again);
+- dedup state is recorded only after the upsert was acknowledged.
 """
 
 from __future__ import annotations
@@ -24,25 +27,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import MilvusException
 
-from consumers.prepare import Prepared
+from consumers.outcomes import OutcomeTally
+from consumers.prepare import DlqFlood, Origin, Prepared, dlq_reason
 from core.embedding import Embedder
-from core.errors import TransientError
+from core.errors import InvalidMessage, TransientError
+from core.failpoints import failpoint
 from core.ids import content_hash
-from core.metrics import (
-    BATCH_SIZE,
-    OUTCOMES,
-    RETRIES,
-    STAGE_SECONDS,
-    TIME_TO_SEARCHABLE,
-    Outcome,
-    RejectReason,
-    Stage,
-)
+from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, TIME_TO_SEARCHABLE, Outcome, Stage
 from core.milvus import TEXT_MAX, TITLE_MAX, truncate_utf8
 
 log = logging.getLogger(__name__)
@@ -50,6 +46,26 @@ log = logging.getLogger(__name__)
 
 class Abandoned(Exception):
     """The worker is stopping while a batch waited for a dependency; it will be re-consumed."""
+
+
+class DlqSink(Protocol):
+    def send(self, items: list[tuple[Origin, str]], timeout_s: float = 30.0) -> None: ...
+
+
+class DedupStage(Protocol):
+    """What the indexer needs from the dedup stage (see ``consumers.dedup_stage``)."""
+
+    def partition(self, items: Sequence[Prepared]) -> tuple[list[Prepared], list[Prepared]]:
+        """Split into (to index, duplicates); duplicates are recorded on their kept article."""
+        ...
+
+    def extra_fields(self, item: Prepared) -> dict[str, Any]:
+        """Row fields decided by dedup (story_id, also_reported_by)."""
+        ...
+
+    def record(self, items: Sequence[Prepared]) -> None:
+        """Remember indexed items (called only after Milvus acknowledged them)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class IndexReport:
     indexed: int
     duplicate: int
     rejected: int
+    dlq: int
 
 
 def retry_transient(
@@ -71,8 +88,8 @@ def retry_transient(
     base_s: float = 0.25,
 ) -> Any:
     """Run ``action`` until it succeeds, sleeping with capped exponential backoff and jitter on
-    :class:`TransientError` or ``MilvusException``; raises :class:`Abandoned` once ``stop`` is
-    set."""
+    :class:`TransientError`, ``MilvusException`` or connection errors; raises
+    :class:`Abandoned` once ``stop`` is set."""
     attempt = 0
     while True:
         if stop.is_set():
@@ -82,7 +99,7 @@ def retry_transient(
         except (TransientError, MilvusException, ConnectionError, TimeoutError) as exc:
             attempt += 1
             RETRIES.labels(dependency).inc()
-            delay = random.uniform(0, min(max_backoff_s, base_s * 2 ** min(attempt, 16)))
+            delay = random.uniform(base_s, min(max_backoff_s, base_s * 2 ** min(attempt, 16)))
             log.warning("%s unavailable (%s); retry %d in %.1f s", dependency, exc, attempt, delay)
             stop.wait(delay)
 
@@ -95,60 +112,131 @@ class Indexer:
         *,
         embedder: Embedder,
         upsert: Callable[[list[dict[str, Any]]], int],
+        tally: OutcomeTally,
         stop: threading.Event,
+        dlq: DlqSink | None = None,
+        dedup: DedupStage | None = None,
         max_backoff_s: float = 30.0,
+        max_consecutive_poison: int = 100,
     ) -> None:
         self._embedder = embedder
         self._upsert = upsert
+        self._tally = tally
         self._stop = stop
+        self._dlq = dlq
+        self._dedup = dedup
         self._max_backoff_s = max_backoff_s
+        self._max_poison = max_consecutive_poison
+        self._poison_streak = 0
 
     def index(self, batch: Sequence[Prepared]) -> IndexReport:
-        """Embed and upsert the survivors of ``batch``; returns when Milvus acknowledged."""
+        """Dedup, embed and upsert the survivors of ``batch``; returns when all is acknowledged."""
         BATCH_SIZE.observe(len(batch))
         latest: dict[str, Prepared] = {}
         rejected = 0
+        poison: list[tuple[Prepared, str]] = []
         for item in batch:
+            if item.poison is not None:
+                poison.append((item, item.poison))
+                continue
             if item.clean is None:
                 rejected += 1
                 continue
             latest[item.clean.article.id] = item  # later offsets win
-        survivors = list(latest.values())
         # Earlier versions of an id inside this batch are superseded by its last version (the
         # row); they count as duplicates so that every consumed message has one outcome.
-        superseded = len(batch) - rejected - len(survivors)
-        if not survivors:
-            return IndexReport(len(batch), 0, 0, rejected)
-        started = time.monotonic()
-        texts = [item.clean.text for item in survivors if item.clean is not None]
-        vectors = self._embedder.embed(texts)
-        STAGE_SECONDS.labels(Stage.EMBED).observe(time.monotonic() - started)
-        rows = [self._row(item, vector) for item, vector in zip(survivors, vectors, strict=True)]
-        started = time.monotonic()
-        count = retry_transient(
-            lambda: self._upsert(rows),
-            dependency="milvus",
+        superseded = len(batch) - rejected - len(poison) - len(latest)
+        survivors = list(latest.values())
+        duplicates: list[Prepared] = []
+        if self._dedup is not None and survivors:
+            started = time.monotonic()
+            survivors, duplicates = retry_transient(
+                lambda: self._dedup.partition(survivors) if self._dedup else (survivors, []),
+                dependency="dedup",
+                stop=self._stop,
+                max_backoff_s=self._max_backoff_s,
+            )
+            STAGE_SECONDS.labels(Stage.DEDUP).observe(time.monotonic() - started)
+        rows: list[dict[str, Any]] = []
+        indexed: list[Prepared] = []
+        if survivors:
+            started = time.monotonic()
+            failpoint("during_embed")
+            vectors = self._embedder.embed([i.clean.text for i in survivors if i.clean])
+            STAGE_SECONDS.labels(Stage.EMBED).observe(time.monotonic() - started)
+            for item, vector in zip(survivors, vectors, strict=True):
+                problem = self._vector_problem(vector)
+                if problem is not None:
+                    poison.append((item, dlq_reason(Stage.EMBED, InvalidMessage(problem))))
+                    continue
+                rows.append(self._row(item, vector))
+                indexed.append(item)
+        if poison:
+            self._send_to_dlq(poison)
+        if rows:
+            started = time.monotonic()
+            retry_transient(
+                lambda: self._upsert_checked(rows),
+                dependency="milvus",
+                stop=self._stop,
+                max_backoff_s=self._max_backoff_s,
+            )
+            STAGE_SECONDS.labels(Stage.UPSERT).observe(time.monotonic() - started)
+            failpoint("after_upsert")
+            now_ms = time.time() * 1000
+            for item in indexed:
+                if item.produced_at_ms is not None:
+                    TIME_TO_SEARCHABLE.observe(max(0.0, (now_ms - item.produced_at_ms) / 1000))
+        if self._dedup is not None and indexed:
+            started = time.monotonic()
+            retry_transient(
+                lambda: self._dedup.record(indexed) if self._dedup else None,
+                dependency="dedup",
+                stop=self._stop,
+                max_backoff_s=self._max_backoff_s,
+            )
+            STAGE_SECONDS.labels(Stage.RECORD).observe(time.monotonic() - started)
+        self._tally.outcome(Outcome.INDEXED, len(indexed))
+        self._tally.outcome(Outcome.DUPLICATE, superseded + len(duplicates))
+        self._tally.outcome(Outcome.DLQ, len(poison))
+        return IndexReport(
+            len(batch), len(indexed), superseded + len(duplicates), rejected, len(poison)
+        )
+
+    def _upsert_checked(self, rows: list[dict[str, Any]]) -> None:
+        count = self._upsert(rows)
+        if count != len(rows):
+            raise TransientError(f"Milvus acknowledged {count} of {len(rows)} rows")
+
+    def _vector_problem(self, vector: np.ndarray) -> str | None:
+        if vector.shape != (self._embedder.dimension,):
+            return f"embedding has shape {vector.shape}, expected ({self._embedder.dimension},)"
+        if not np.all(np.isfinite(vector)):
+            return "embedding holds NaN or infinite values"
+        return None
+
+    def _send_to_dlq(self, poison: list[tuple[Prepared, str]]) -> None:
+        embed_poison = sum(1 for item, _ in poison if item.clean is not None)
+        self._poison_streak += embed_poison
+        if self._poison_streak > self._max_poison:
+            raise DlqFlood(f"{self._poison_streak} unusable embeddings in a row; stopping")
+        items = [(item.origin, reason) for item, reason in poison if item.origin is not None]
+        if self._dlq is None:
+            raise DlqFlood("poison message but no DLQ configured")
+        dlq = self._dlq
+        retry_transient(
+            lambda: dlq.send(items),
+            dependency="kafka",
             stop=self._stop,
             max_backoff_s=self._max_backoff_s,
         )
-        STAGE_SECONDS.labels(Stage.UPSERT).observe(time.monotonic() - started)
-        if count != len(rows):
-            # Milvus acknowledged fewer rows than sent: treat as not acknowledged at all.
-            raise TransientError(f"Milvus upserted {count} of {len(rows)} rows")
-        now_ms = time.time() * 1000
-        for item in survivors:
-            if item.produced_at_ms is not None:
-                TIME_TO_SEARCHABLE.observe(max(0.0, (now_ms - item.produced_at_ms) / 1000))
-        OUTCOMES.labels(Outcome.INDEXED, RejectReason.NONE).inc(len(survivors))
-        if superseded:
-            OUTCOMES.labels(Outcome.DUPLICATE, RejectReason.NONE).inc(superseded)
-        return IndexReport(len(batch), len(survivors), superseded, rejected)
 
     def _row(self, item: Prepared, vector: np.ndarray) -> dict[str, Any]:
+        self._poison_streak = 0
         assert item.clean is not None
         article = item.clean.article
         text = item.clean.text
-        return {
+        row: dict[str, Any] = {
             "id": article.id,
             "embedding": vector.tolist(),
             "title": truncate_utf8(item.clean.title, TITLE_MAX),
@@ -164,3 +252,6 @@ class Indexer:
             "content_hash": content_hash(text),
             "also_reported_by": [],
         }
+        if self._dedup is not None:
+            row.update(self._dedup.extra_fields(item))
+        return row

@@ -1,26 +1,41 @@
 """Stages 1-3 on one message: decode + validate, clean, quality gate.
 
-Runs in arroyo's polling thread (it is cheap next to embedding). What goes in: one Kafka
-message. What comes out: a :class:`Prepared` item that is either an article to index or an
-already final outcome (rejected by reason). A message that breaks the Article contract raises
-arroyo's ``InvalidMessage`` and goes to the DLQ through the processor's DLQ policy (its write is
-acknowledged before the offset is committed).
+Runs in arroyo's polling thread (cheap next to embedding). What goes in: one Kafka message.
+What comes out: a :class:`Prepared` item that is an article to index, an already final
+outcome (rejected, with its reason), or poison (a message that breaks the Article contract).
+Poison travels with its batch and is written to the DLQ by the indexer, acknowledged before the
+batch's offsets are committed, so a DLQ'd offset is committed like any other (arroyo's own DLQ
+path never commits an invalid message that is the last of its partition). The circuit breaker
+lives here: too many poison messages in a row, or too large a share, raise :class:`DlqFlood`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from arroyo.backends.kafka import KafkaPayload
-from arroyo.dlq import InvalidMessage as ArroyoInvalidMessage
 from arroyo.types import BrokerValue, Message
 
 from consumers.clean import CleanArticle, clean_article
+from consumers.outcomes import OutcomeTally
 from consumers.quality import check_quality
 from core.article import decode_article
 from core.errors import InvalidMessage
-from core.metrics import MESSAGES_CONSUMED, OUTCOMES, Outcome, RejectReason, Stage
+from core.metrics import STAGE_SECONDS, Outcome, RejectReason, Stage
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a message came from, and its original bytes (for a later DLQ write)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,8 @@ class Prepared:
     clean: CleanArticle | None
     reject: RejectReason | None
     produced_at_ms: int | None
+    origin: Origin | None = None
+    poison: str | None = None  # the DLQ reason (JSON) of a message that can never succeed
 
     @property
     def article_id(self) -> str | None:
@@ -53,17 +70,48 @@ def _produced_at(payload: KafkaPayload) -> int | None:
     return None
 
 
+class DlqFlood(Exception):
+    """Too many poison messages, in a row or by share: the DLQ circuit breaker is open."""
+
+
 class Preparer:
     """Decode, clean and gate messages; the callable of arroyo's ``RunTask`` step."""
 
-    def __init__(self, *, max_message_bytes: int, min_text_chars: int) -> None:
+    def __init__(
+        self,
+        *,
+        tally: OutcomeTally,
+        max_message_bytes: int,
+        min_text_chars: int,
+        max_dlq_ratio: float = 0.5,
+        ratio_min_messages: int = 200,
+        max_consecutive_poison: int = 100,
+    ) -> None:
+        self._tally = tally
+        self._max_consecutive = max_consecutive_poison
+        self._consecutive = 0
+        self._poisoned = 0
+        self._max_ratio = max_dlq_ratio
+        self._ratio_min = ratio_min_messages
         self._max_bytes = max_message_bytes
         self._min_chars = min_text_chars
 
     def __call__(self, message: Message[KafkaPayload]) -> Prepared:
-        MESSAGES_CONSUMED.inc()
+        self._tally.consumed()
         payload = message.payload
         value = message.value
+        origin = None
+        if isinstance(value, BrokerValue):
+            origin = Origin(
+                topic=value.partition.topic.name,
+                partition=value.partition.index,
+                offset=value.offset,
+                key=payload.key,
+                value=payload.value or b"",
+                headers=tuple((k, bytes(v)) for k, v in payload.headers),
+            )
+        started = time.perf_counter()
+        produced_at = _produced_at(payload)
         try:
             if payload.value is not None and len(payload.value) > self._max_bytes:
                 raise InvalidMessage(
@@ -71,15 +119,35 @@ class Preparer:
                 )
             article = decode_article(payload.value)
         except InvalidMessage as exc:
-            OUTCOMES.labels(Outcome.DLQ, RejectReason.NONE).inc()
-            if not isinstance(value, BrokerValue):  # pragma: no cover - arroyo gives these
-                raise
-            raise ArroyoInvalidMessage(
-                value.partition, value.offset, reason=dlq_reason(Stage.DECODE, exc)
-            ) from exc
+            self._trip_breaker(exc)
+            return Prepared(
+                clean=None,
+                reject=None,
+                produced_at_ms=produced_at,
+                origin=origin,
+                poison=dlq_reason(Stage.DECODE, exc),
+            )
+        self._consecutive = 0
+        decoded = time.perf_counter()
+        STAGE_SECONDS.labels(Stage.DECODE).observe(decoded - started)
         clean = clean_article(article)
+        cleaned = time.perf_counter()
+        STAGE_SECONDS.labels(Stage.CLEAN).observe(cleaned - decoded)
         reason = check_quality(clean, min_chars=self._min_chars)
+        STAGE_SECONDS.labels(Stage.QUALITY).observe(time.perf_counter() - cleaned)
         if reason is not None:
-            OUTCOMES.labels(Outcome.REJECTED, reason).inc()
-            return Prepared(clean=None, reject=reason, produced_at_ms=_produced_at(payload))
-        return Prepared(clean=clean, reject=None, produced_at_ms=_produced_at(payload))
+            self._tally.outcome(Outcome.REJECTED, reason=reason)
+            return Prepared(clean=None, reject=reason, produced_at_ms=produced_at)
+        return Prepared(clean=clean, reject=None, produced_at_ms=produced_at, origin=origin)
+
+    def _trip_breaker(self, exc: Exception) -> None:
+        self._consecutive += 1
+        self._poisoned += 1
+        if self._consecutive > self._max_consecutive:
+            raise DlqFlood(f"{self._consecutive} poison messages in a row ({exc})")
+        consumed, _ = self._tally.dlq_ratio()
+        ratio = self._poisoned / consumed if consumed else 0.0
+        if consumed >= self._ratio_min and ratio > self._max_ratio:
+            raise DlqFlood(
+                f"{ratio:.0%} of {consumed} messages were poison (limit {self._max_ratio:.0%})"
+            )

@@ -3,60 +3,104 @@
 What it guarantees (see ``../shared/DESIGN.md``): at-least-once from Kafka to Milvus, made
 effectively-once by the idempotent upsert on id; offsets are committed only after Milvus
 acknowledged their batch; poison goes to the DLQ (acknowledged before its offset is committed)
-and a DLQ flood stops the worker; SIGTERM and SIGINT stop polling, finish or abandon the
-in-flight batch, commit what was acknowledged and close.
+and a DLQ flood stops the worker (exit code 3); a lost broker connection (for example a
+broker restart) rebuilds the consumer in-process with backoff; SIGTERM and SIGINT stop
+polling, finish or abandon the in-flight batch, commit what was acknowledged and close.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from arroyo.backends.kafka import KafkaConsumer, KafkaProducer
 from arroyo.commit import ONCE_PER_SECOND
-from arroyo.dlq import DlqLimit, DlqPolicy
 from arroyo.processing import StreamProcessor
 from arroyo.types import Topic
+from confluent_kafka import KafkaException
 
-from consumers.dlq import NewsDlqProducer
-from consumers.indexer import Abandoned, Indexer, retry_transient
-from consumers.prepare import Preparer
+from consumers.consumer import ResumeSafeKafkaConsumer
+from consumers.dlq import DlqWriter
+from consumers.indexer import Abandoned, DedupStage, Indexer, retry_transient
+from consumers.outcomes import OutcomeTally
+from consumers.prepare import DlqFlood, Preparer
 from consumers.strategy import IndexingStrategyFactory
 from core.embedding import Embedder
-from core.kafka import consumer_config, ensure_topics, producer_config
+from core.errors import TransientError
+from core.kafka import consumer_config, ensure_topics, group_lag
+from core.metrics import CONSUMER_LAG, partition_label
 from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
+from core.status import StatusPublisher, new_instance_id
 
 log = logging.getLogger(__name__)
 
-#: The circuit breaker: stop when this many messages in a row, or this share, are poison.
+#: The circuit breaker: stop when this many messages in a row, or this share (after at least
+#: 200 messages), are poison.
 DLQ_MAX_CONSECUTIVE = 100
 DLQ_MAX_RATIO = 0.5
+#: Exit code of a worker stopped by the DLQ circuit breaker.
+EXIT_DLQ_FLOOD = 3
 
 
 class Worker:
-    """A built worker: the arroyo processor and the DLQ producer it owns."""
+    """A built worker: the arroyo processor, plus what it owns and reports."""
 
-    def __init__(self, processor: StreamProcessor[Any], dlq_producer: KafkaProducer) -> None:
-        self.processor = processor
-        self._dlq_producer = dlq_producer
+    def __init__(
+        self,
+        settings: Settings,
+        make_processor: Callable[[], StreamProcessor[Any]],
+        tally: OutcomeTally,
+        closers: list[Callable[[], object]],
+        stop: threading.Event,
+    ) -> None:
+        self._settings = settings
+        self._make_processor = make_processor
+        self.tally = tally
+        self._closers = closers
+        self._stop = stop
+        self.processor = make_processor()
 
     def run(self) -> None:
-        """Consume until :meth:`signal_shutdown`; always closes the DLQ producer."""
+        """Consume until :meth:`signal_shutdown`; reconnects after broker failures."""
+        attempt = 0
         try:
-            self.processor.run()
+            while True:
+                try:
+                    self.processor.run()
+                    return
+                except KafkaException as exc:
+                    if self._stop.is_set():
+                        return
+                    attempt += 1
+                    delay = min(self._settings.worker_retry_max_backoff_s, 0.5 * 2**attempt)
+                    log.warning("Kafka failure (%s); reconnecting in %.1f s", exc, delay)
+                    if self._stop.wait(delay):
+                        return
+                    self.processor = self._make_processor()
         finally:
-            self._dlq_producer.close().result(timeout=10)
+            for close in self._closers:
+                try:
+                    close()
+                except Exception:  # closing is best effort; the data path is already done
+                    log.exception("error while closing")
 
     def signal_shutdown(self) -> None:
+        self._stop.set()
         self.processor.signal_shutdown()
 
 
 def build_worker(
-    settings: Settings, stop: threading.Event, embedder: Embedder | None = None
+    settings: Settings,
+    stop: threading.Event,
+    embedder: Embedder | None = None,
+    dedup: DedupStage | None = None,
+    worker_id: str | None = None,
 ) -> Worker:
     """Everything the worker needs, connected and checked; raises on bad configuration."""
     retry_transient(
@@ -83,43 +127,83 @@ def build_worker(
     def upsert(rows: list[dict[str, Any]]) -> int:
         return int(client.upsert(collection, rows)["upsert_count"])
 
+    tally = OutcomeTally(worker_id or new_instance_id(f"worker-{os.getpid()}"))
+    dlq_writer = DlqWriter(settings)
     indexer = Indexer(
         embedder=embedder,
         upsert=upsert,
+        tally=tally,
         stop=stop,
+        dlq=dlq_writer,
+        dedup=dedup,
         max_backoff_s=settings.worker_retry_max_backoff_s,
+        max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
     )
-    factory = IndexingStrategyFactory(
-        preparer=Preparer(
-            max_message_bytes=settings.worker_max_message_bytes,
-            min_text_chars=settings.worker_min_text_chars,
-        ),
-        indexer=indexer,
-        batch_size=settings.worker_batch_size,
-        batch_time_s=settings.worker_batch_time_s,
-        max_pending_batches=settings.worker_max_pending_batches,
+    preparer = Preparer(
+        tally=tally,
+        max_message_bytes=settings.worker_max_message_bytes,
+        min_text_chars=settings.worker_min_text_chars,
+        max_dlq_ratio=DLQ_MAX_RATIO,
+        max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
     )
-    config = consumer_config(settings)
-    consumer = KafkaConsumer(config)
-    dlq_producer = KafkaProducer(producer_config(settings, client_id="newsstream-dlq"))
-    dlq_policy = DlqPolicy(
-        NewsDlqProducer(dlq_producer, settings.kafka_dlq_topic),
-        DlqLimit(max_invalid_ratio=DLQ_MAX_RATIO, max_consecutive_count=DLQ_MAX_CONSECUTIVE),
-        None,
-    )
-    processor = StreamProcessor(
-        consumer,
-        Topic(settings.kafka_topic),
-        factory,
-        ONCE_PER_SECOND,
-        dlq_policy=dlq_policy,
-        join_timeout=10.0,
-    )
-    return Worker(processor, dlq_producer)
+
+    def make_processor() -> StreamProcessor[Any]:
+        factory = IndexingStrategyFactory(
+            preparer=preparer,
+            indexer=indexer,
+            batch_size=settings.worker_batch_size,
+            batch_time_s=settings.worker_batch_time_s,
+            max_pending_batches=settings.worker_max_pending_batches,
+        )
+        return StreamProcessor(
+            ResumeSafeKafkaConsumer(consumer_config(settings)),
+            Topic(settings.kafka_topic),
+            factory,
+            ONCE_PER_SECOND,
+            join_timeout=10.0,
+        )
+
+    status = StatusPublisher(settings, "worker", lambda: {tally.worker_id: tally.snapshot()})
+    lag = LagReporter(settings, stop)
+    closers: list[Callable[[], object]] = [
+        dlq_writer.close,
+        status.close,
+        lag.stop,
+        client.close,
+    ]
+    worker = Worker(settings, make_processor, tally, closers, stop)
+    status.start()
+    lag.start()
+    return worker
 
 
-def run_worker(settings: Settings) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
+class LagReporter:
+    """Updates the consumer-lag gauge per partition every few seconds (advisory)."""
+
+    def __init__(self, settings: Settings, stop: threading.Event, every_s: float = 5.0) -> None:
+        self._settings = settings
+        self._stop = stop
+        self._done = threading.Event()
+        self._every_s = every_s
+        self._thread = threading.Thread(target=self._loop, name="lag", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _loop(self) -> None:
+        while not (self._done.wait(self._every_s) or self._stop.is_set()):
+            try:
+                for partition, lag in group_lag(self._settings).items():
+                    CONSUMER_LAG.labels(partition_label(partition)).set(lag)
+            except TransientError:
+                continue
+
+
+def run_worker(settings: Settings) -> int:
+    """Run one worker until SIGTERM/SIGINT; returns the process exit code."""
     stop = threading.Event()
     worker: Worker | None = None
 
@@ -134,6 +218,45 @@ def run_worker(settings: Settings) -> None:
     try:
         worker = build_worker(settings, stop)
     except Abandoned:
-        return
+        return 0
     log.info("worker consuming %s as group %s", settings.kafka_topic, settings.kafka_group_id)
-    worker.run()
+    try:
+        worker.run()
+    except DlqFlood as exc:
+        log.critical("DLQ circuit breaker: %s. Fix the cause, then `newsstream dlq replay`.", exc)
+        return EXIT_DLQ_FLOOD
+    return 0
+
+
+def run_workers(settings: Settings, count: int) -> int:
+    """Run ``count`` worker processes in one consumer group; returns the worst exit code."""
+    if count <= 1:
+        return run_worker(settings)
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_main, args=(settings,), name=f"worker-{n}")
+        for n in range(count)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for process in processes:
+        while process.is_alive():
+            process.join(0.5)
+        codes.append(process.exitcode or 0)
+    time.sleep(0)
+    return max(codes)
+
+
+def _worker_main(settings: Settings) -> None:
+    raise SystemExit(run_worker(settings))

@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from core.errors import ConfigurationError, TransientError
@@ -76,7 +77,7 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create the articles, DLQ and search-events topics if they do not exist (idempotent).
+    """Create the articles, DLQ, search-events and status topics if missing (idempotent).
 
     Raises :class:`TransientError` when the broker does not answer within ``timeout_s``.
     """
@@ -85,7 +86,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
         settings.kafka_topic: settings.kafka_partitions,
         settings.kafka_dlq_topic: 1,
         settings.kafka_search_events_topic: 1,
+        settings.kafka_status_topic: 1,
     }
+    compacted = {settings.kafka_status_topic}
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -98,7 +101,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
                 ) from exc
             time.sleep(0.5)
     missing = [
-        NewTopic(name, num_partitions=parts, replication_factor=settings.kafka_replication_factor)
+        NewTopic(
+            name,
+            num_partitions=parts,
+            replication_factor=settings.kafka_replication_factor,
+            config={"cleanup.policy": "compact"} if name in compacted else {},
+        )
         for name, parts in wanted.items()
         if name not in existing
     ]
@@ -125,15 +133,18 @@ def kafka_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
 def group_lag(settings: Settings, timeout_s: float = 5.0) -> dict[int, int]:
     """Messages not yet committed by the worker group, per partition of the articles topic.
 
-    Uses a throw-away consumer that never joins the group (it only reads committed offsets
-    and watermarks). Raises :class:`TransientError` when the broker does not answer.
+    Committed offsets come from the admin API and watermarks from a consumer with a private
+    group id: the probe never joins or touches the workers' group (a consumer sharing the
+    group id disturbed the group on the local broker). Raises :class:`TransientError` when
+    the broker does not answer.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
+    admin = admin_client(settings)
     probe = Consumer(
         {
             "bootstrap.servers": _bootstrap(settings),
-            "group.id": settings.kafka_group_id,
+            "group.id": f"newsstream-lag-probe-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
         }
     )
@@ -143,11 +154,16 @@ def group_lag(settings: Settings, timeout_s: float = 5.0) -> dict[int, int]:
         if topic is None or topic.error is not None:
             return {}
         partitions = [TopicPartition(settings.kafka_topic, p) for p in sorted(topic.partitions)]
-        committed = probe.committed(partitions, timeout=timeout_s)
+        request = ConsumerGroupTopicPartitions(settings.kafka_group_id, partitions)
+        future = admin.list_consumer_group_offsets([request])[settings.kafka_group_id]
+        committed = {
+            tp.partition: tp.offset for tp in future.result(timeout=timeout_s).topic_partitions
+        }
         lag: dict[int, int] = {}
-        for tp in committed:
+        for tp in partitions:
             low, high = probe.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-            position = tp.offset if tp.offset >= 0 else low
+            offset = committed.get(tp.partition, -1)
+            position = offset if offset >= 0 else low
             lag[tp.partition] = max(0, high - position)
         return lag
     except KafkaException as exc:

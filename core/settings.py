@@ -36,18 +36,34 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers; unset means `up` starts a local broker."
     )
-    kafka_topic: str = "news.articles"
-    kafka_dlq_topic: str = "news.articles.dlq"
-    kafka_search_events_topic: str = "news.search.events"
-    kafka_partitions: int = Field(6, ge=1, le=1024)
-    kafka_replication_factor: int = Field(1, ge=1, le=16)
-    kafka_group_id: str = "newsstream-workers"
+    kafka_topic: str = Field("news.articles", description="Topic of Article messages.")
+    kafka_dlq_topic: str = Field(
+        "news.articles.dlq", description="Dead-letter topic (poison messages with headers)."
+    )
+    kafka_search_events_topic: str = Field(
+        "news.search.events", description="One event per search, for the trends app."
+    )
+    kafka_status_topic: str = Field(
+        "news.status", description="Compacted topic of worker and feed status snapshots."
+    )
+    kafka_partitions: int = Field(
+        6,
+        ge=1,
+        le=1024,
+        description="Partitions of the articles topic (at least the number of workers).",
+    )
+    kafka_replication_factor: int = Field(
+        1, ge=1, le=16, description="Replication of created topics (3 on a real cluster)."
+    )
+    kafka_group_id: str = Field("newsstream-workers", description="Consumer group of the workers.")
     kafka_max_poll_interval_ms: int = Field(
         300_000,
         ge=10_000,
         description="librdkafka max.poll.interval.ms; also the group rebalance timeout.",
     )
-    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1_000, description="librdkafka session.timeout.ms of the workers."
+    )
     kafka_producer_config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="librdkafka producer passthrough (JSON object)."
     )
@@ -59,13 +75,19 @@ class Settings(BaseSettings):
     milvus_uri: str | None = Field(
         None, description="Milvus URI; unset means `up` starts a Milvus Lite server."
     )
-    milvus_token: SecretStr | None = None
-    milvus_collection: str = "news_articles"
-    milvus_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"] = "HNSW"
-    milvus_hnsw_m: int = Field(16, ge=4, le=64)
-    milvus_hnsw_ef_construction: int = Field(200, ge=8, le=2048)
-    milvus_search_ef: int = Field(64, ge=1, le=4096)
-    milvus_timeout_s: float = Field(10.0, gt=0)
+    milvus_token: SecretStr | None = Field(None, description="Milvus token or user:password.")
+    milvus_collection: str = Field(
+        "news_articles", description="Collection of articles (one per embedding model)."
+    )
+    milvus_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"] = Field(
+        "HNSW", description="Vector index type."
+    )
+    milvus_hnsw_m: int = Field(16, ge=4, le=64, description="HNSW M (graph degree).")
+    milvus_hnsw_ef_construction: int = Field(200, ge=8, le=2048, description="HNSW efConstruction.")
+    milvus_search_ef: int = Field(
+        64, ge=1, le=4096, description="HNSW ef at search time (raised to k when k is larger)."
+    )
+    milvus_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Milvus call.")
 
     # --- embedding ---------------------------------------------------------------------------
     embedding_model: str = Field(
@@ -73,45 +95,138 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or path; the default is the packaged "
         "all-MiniLM-L6-v2.",
     )
-    embedding_device: str = "cpu"
-    embedding_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores.")
-    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    embedding_device: str = Field("cpu", description="torch device of the embedding model.")
+    embedding_threads: int = Field(
+        0, ge=0, description="torch/ONNX Runtime/OpenVINO threads; 0 = all cores."
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding call.")
+    embedding_backend: Literal["auto", "torch", "onnx-int8", "openvino-int8"] = Field(
+        "auto",
+        description="Embedding runtime: torch fp32, ONNX Runtime int8, OpenVINO int8, or auto "
+        "(the fastest backend that passed the quality check, see core/embedding_choice.json). "
+        "int8 models are exported on first use and cached under <data dir>/models.",
+    )
 
     # --- worker ------------------------------------------------------------------------------
-    worker_batch_size: int = Field(64, ge=1, le=10_000)
-    worker_batch_time_s: float = Field(0.5, gt=0, le=60)
-    worker_max_pending_batches: int = Field(2, ge=1, le=64)
-    worker_max_message_bytes: int = Field(2_000_000, ge=1_000)
-    worker_min_text_chars: int = Field(40, ge=0)
-    worker_retry_max_backoff_s: float = Field(30.0, gt=0)
+    worker_batch_size: int = Field(
+        64, ge=1, le=10_000, description="Messages per worker batch at most."
+    )
+    worker_batch_time_s: float = Field(
+        0.5, gt=0, le=60, description="Seconds a batch may wait to fill."
+    )
+    worker_max_pending_batches: int = Field(
+        2, ge=1, le=64, description="Batches queued for embedding before backpressure."
+    )
+    worker_max_message_bytes: int = Field(
+        2_000_000, ge=1_000, description="Larger messages are poison (DLQ)."
+    )
+    worker_min_text_chars: int = Field(
+        40, ge=0, description="Shorter texts are rejected (too_short)."
+    )
+    worker_retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Cap of the retry backoff during outages."
+    )
+
+    # --- dedup and quality ------------------------------------------------------------------
+    # Defaults chosen by `newsstream eval dedup` (see the README). num_perm, seed, shingle unit
+    # and size, bands and rows must not change on a live index: a mismatch refuses to start.
+    dedup_backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory (one worker) or redis (shared by all workers)."
+    )
+    dedup_redis_url: SecretStr | None = Field(
+        None, description="Redis URL of the shared dedup index (with dedup_backend=redis)."
+    )
+    dedup_redis_basename: str = Field(
+        "newsstream:dedup",
+        description="Key prefix of the Redis dedup index (fixed per deployment).",
+    )
+    dedup_num_perm: int = Field(
+        128, ge=16, le=1024, description="MinHash permutations (never change on a live index)."
+    )
+    dedup_seed: int = Field(1, ge=0, description="MinHash seed (never change on a live index).")
+    dedup_shingle_unit: Literal["word", "char"] = Field(
+        "word", description="Shingles of words or characters."
+    )
+    dedup_shingle_size: int = Field(3, ge=1, le=16, description="Shingle length.")
+    dedup_threshold: float = Field(0.7, gt=0, lt=1, description="Near-duplicate Jaccard.")
+    dedup_bands: int = Field(12, ge=1, description="LSH bands.")
+    dedup_rows: int = Field(3, ge=1, description="LSH rows per band.")
+    dedup_window_hours: float = Field(72.0, gt=0, description="Sliding window of the index.")
+    dedup_claim_ttl_s: float = Field(
+        900.0, gt=0, description="Lifetime of a claim that guards two workers racing on copies."
+    )
+    quality_min_words: int = Field(5, ge=0, description="Fewer words are rejected (too_short).")
+    quality_allowed_languages: list[str] | None = Field(
+        None, description="ISO 639-1 codes to keep; unset keeps every language."
+    )
+    quality_max_future_s: float = Field(
+        86_400.0, ge=0, description="Publish dates further in the future are rejected (bad_date)."
+    )
+    rejects_per_reason: int = Field(50, ge=0, description="Rejected samples kept per reason.")
 
     # --- producer ----------------------------------------------------------------------------
     feeds_file: Path | None = Field(
-        None, description="TOML file of feeds; unset means the packaged curated list."
+        None,
+        description="TOML file of feeds, polled together with the registry's feeds; unset "
+        "means the packaged curated list while the registry is empty.",
     )
     poll_interval_s: float = Field(300.0, gt=0, description="Default seconds between polls.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Total deadline of one fetch.")
     fetch_max_bytes: int = Field(10_000_000, ge=1_000, description="Cap on decompressed bytes.")
     fetch_allow_networks: list[str] = Field(
         default_factory=list,
-        description="CIDRs that may be fetched although private or loopback (tests, intranet).",
+        description="CIDRs (or address:port) that may be fetched although private or loopback "
+        "(tests, intranet).",
     )
-    fetch_user_agent: str = "newsstream/0.1 (+https://github.com/newsstream)"
-    max_entries_per_feed: int = Field(500, ge=1)
+    fetch_user_agent: str = Field(
+        "newsstream/0.1 (+https://github.com/newsstream)", description="User-Agent of feed fetches."
+    )
+    max_entries_per_feed: int = Field(
+        500, ge=1, description="Entries read from one feed document at most."
+    )
+    poll_interval_min_s: float = Field(
+        120.0, gt=0, description="Shortest adaptive poll interval of a feed."
+    )
+    poll_interval_max_s: float = Field(
+        21_600.0, gt=0, description="Longest adaptive poll interval of a feed."
+    )
+    poll_backoff_max_s: float = Field(
+        86_400.0, gt=0, description="Cap on the error backoff of a failing feed."
+    )
+    poll_concurrency: int = Field(8, ge=1, le=256, description="Polls running at once.")
+    fetch_per_host_limit: int = Field(2, ge=1, le=64, description="Fetches at once per host.")
+    publish_timeout_s: float = Field(
+        60.0, gt=0, description="Wait for Kafka's delivery reports of one feed's entries."
+    )
+    parse_workers: int = Field(2, ge=1, le=64, description="Sandboxed parser processes.")
+    parse_cpu_s: float = Field(10.0, gt=0, description="CPU-time bound of one feed parse.")
+    parse_memory_mb: int = Field(
+        1024, ge=128, description="Address-space bound of a parser process (MB)."
+    )
+    parse_timeout_s: float = Field(30.0, gt=0, description="Wall-clock bound of one parse.")
 
     # --- API ---------------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=0, le=65535)
-    api_max_query_chars: int = Field(512, ge=1)
-    api_max_k: int = Field(100, ge=1, le=1000)
+    api_host: str = Field(
+        "127.0.0.1", description="API bind address (127.0.0.1 unless API keys are configured)."
+    )
+    api_port: int = Field(
+        8000, ge=0, le=65535, description="API port (0 = a free port, printed by `up`)."
+    )
+    api_max_query_chars: int = Field(512, ge=1, description="Longest accepted query.")
+    api_max_k: int = Field(100, ge=1, le=1000, description="Largest accepted k.")
 
     # --- logging -----------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     log_file: Path | None = Field(
         None, description="When set, logs go to this file and only warnings to stderr."
     )
 
     # --- metrics -----------------------------------------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of /metrics (0.0.0.0 in containers)."
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the producer/worker /metrics; 0 = none."
     )

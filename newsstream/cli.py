@@ -98,17 +98,21 @@ def produce(
 
 
 @app.command()
-def consume() -> None:
-    """Run one worker: consume articles, embed them and upsert them into Milvus."""
-    from consumers.worker import run_worker
+def consume(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (one group).")] = 1,
+) -> None:
+    """Run worker(s): consume articles, embed them and upsert them into Milvus."""
+    from consumers.worker import run_workers
 
     settings = _settings()
     configure_logging(settings, "worker")
-    _serve_metrics(settings)
+    if workers == 1:
+        _serve_metrics(settings)
     try:
-        run_worker(settings)
+        code = run_workers(settings, workers)
     except NewsstreamError as exc:
         raise _fail(exc) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -195,7 +199,7 @@ def _serve_metrics(settings: Settings) -> None:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
 
 register_all(app)

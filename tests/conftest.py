@@ -148,8 +148,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
         pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
     port = free_port()
     base = tmp_path_factory.mktemp("redis")
-    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(base)]
+    argv = [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(base),
+    ]
     server = LocalServer(argv, port, base / "redis.log")
     server.start(20)
     yield server

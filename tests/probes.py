@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from pymilvus import MilvusClient
 
-from core.errors import TransientError
-from core.kafka import group_lag
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -27,12 +35,74 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def total_lag(settings: Settings) -> int | None:
+def read_topic(settings: Settings, topic: str, timeout_s: float = 30) -> list[Any]:
+    """Every message of ``topic``, read from the beginning to EOF on all partitions."""
+    return _read_to_eof(settings, topic, timeout_s)[1]
+
+
+def topic_ends(settings: Settings, timeout_s: float = 30) -> dict[int, int]:
+    """The true end offset of each partition of the articles topic, found by reading to EOF.
+
+    The local broker (Tansu 0.6) reports a wrong high watermark when a record batch holds
+    several records (latest = last batch base offset + 1), so watermarks cannot be trusted
+    in tests; reading the topic can.
+    """
+    return _read_to_eof(settings, settings.kafka_topic, timeout_s)[0]
+
+
+def _read_to_eof(
+    settings: Settings, topic_name: str, timeout_s: float
+) -> tuple[dict[int, int], list[Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"ends-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
-        lag = group_lag(settings)
-    except TransientError:
+        topic = consumer.list_topics(topic_name, timeout=10).topics[topic_name]
+        partitions = sorted(topic.partitions)
+        consumer.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING) for p in partitions])
+        ends = {p: 0 for p in partitions}
+        messages: list[Any] = []
+        at_eof: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(at_eof) < len(partitions) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            partition = message.partition() or 0
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(partition)
+                continue
+            at_eof.discard(partition)
+            messages.append(message)
+            ends[partition] = max(ends[partition], (message.offset() or 0) + 1)
+        return ends, messages
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings) -> dict[int, int]:
+    """The worker group's committed offset per partition (-1 when none)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    partitions = [TopicPartition(settings.kafka_topic, p) for p in range(settings.kafka_partitions)]
+    request = ConsumerGroupTopicPartitions(settings.kafka_group_id, partitions)
+    result = admin.list_consumer_group_offsets([request])[settings.kafka_group_id].result(10)
+    return {tp.partition: tp.offset for tp in result.topic_partitions}
+
+
+def total_lag(settings: Settings) -> int | None:
+    """Messages of the articles topic the worker group has not committed (exact)."""
+    try:
+        ends = topic_ends(settings)
+        committed = committed_offsets(settings)
+    except KafkaException:
         return None
-    return sum(lag.values()) if lag else None
+    return sum(max(0, end - max(committed.get(p, -1), 0)) for p, end in ends.items())
 
 
 def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:

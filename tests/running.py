@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from consumers.worker import build_worker
+from consumers.worker import Worker, build_worker
 from core.settings import Settings
 
 
 @contextmanager
-def running_worker(settings: Settings, embedder: Any) -> Iterator[threading.Thread]:
+def running_worker(settings: Settings, embedder: Any, **kwargs: Any) -> Iterator[Worker]:
     """A real worker (arroyo + local broker + Milvus) on a thread for the ``with`` body."""
     stop = threading.Event()
-    processor = build_worker(settings, stop, embedder=embedder)
+    processor = build_worker(settings, stop, embedder=embedder, **kwargs)
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -27,7 +27,7 @@ def running_worker(settings: Settings, embedder: Any) -> Iterator[threading.Thre
     thread = threading.Thread(target=target, name="worker", daemon=True)
     thread.start()
     try:
-        yield thread
+        yield processor
     finally:
         stop.set()
         processor.signal_shutdown()
