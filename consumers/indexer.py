@@ -31,9 +31,11 @@ from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import MilvusException
+from redis.exceptions import RedisError
 
 from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Origin, Prepared, dlq_reason
+from consumers.quality import detect_language
 from core.embedding import Embedder
 from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
@@ -52,7 +54,7 @@ class DlqSink(Protocol):
     def send(self, items: list[tuple[Origin, str]], timeout_s: float = 30.0) -> None: ...
 
 
-class DedupStage(Protocol):
+class DedupStep(Protocol):
     """What the indexer needs from the dedup stage (see ``consumers.dedup_stage``)."""
 
     def partition(self, items: Sequence[Prepared]) -> tuple[list[Prepared], list[Prepared]]:
@@ -96,7 +98,7 @@ def retry_transient(
             raise Abandoned(f"stopping while waiting for {dependency}")
         try:
             return action()
-        except (TransientError, MilvusException, ConnectionError, TimeoutError) as exc:
+        except (TransientError, MilvusException, RedisError, ConnectionError, TimeoutError) as exc:
             attempt += 1
             RETRIES.labels(dependency).inc()
             delay = random.uniform(base_s, min(max_backoff_s, base_s * 2 ** min(attempt, 16)))
@@ -115,7 +117,7 @@ class Indexer:
         tally: OutcomeTally,
         stop: threading.Event,
         dlq: DlqSink | None = None,
-        dedup: DedupStage | None = None,
+        dedup: DedupStep | None = None,
         max_backoff_s: float = 30.0,
         max_consecutive_poison: int = 100,
     ) -> None:
@@ -187,7 +189,7 @@ class Indexer:
             for item in indexed:
                 if item.produced_at_ms is not None:
                     TIME_TO_SEARCHABLE.observe(max(0.0, (now_ms - item.produced_at_ms) / 1000))
-        if self._dedup is not None and indexed:
+        if self._dedup is not None and (indexed or duplicates):
             started = time.monotonic()
             retry_transient(
                 lambda: self._dedup.record(indexed) if self._dedup else None,
@@ -244,7 +246,7 @@ class Indexer:
             "url": article.url,
             "source": article.source,
             "feed_id": article.feed_id,
-            "language": article.language,
+            "language": (article.language or detect_language(text))[:16],
             "published_at": int(article.published_at or 0),
             "ingested_at": int(time.time()),
             "story_id": article.id,

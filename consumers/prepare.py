@@ -86,7 +86,13 @@ class Preparer:
         max_dlq_ratio: float = 0.5,
         ratio_min_messages: int = 200,
         max_consecutive_poison: int = 100,
+        min_words: int = 5,
+        allowed_languages: frozenset[str] | None = None,
+        max_future_s: float = 86_400.0,
     ) -> None:
+        self._min_words = min_words
+        self._languages = allowed_languages
+        self._max_future_s = max_future_s
         self._tally = tally
         self._max_consecutive = max_consecutive_poison
         self._consecutive = 0
@@ -133,7 +139,13 @@ class Preparer:
         clean = clean_article(article)
         cleaned = time.perf_counter()
         STAGE_SECONDS.labels(Stage.CLEAN).observe(cleaned - decoded)
-        reason = check_quality(clean, min_chars=self._min_chars)
+        reason = check_quality(
+            clean,
+            min_chars=self._min_chars,
+            min_words=self._min_words,
+            allowed_languages=self._languages,
+            max_future_s=self._max_future_s,
+        )
         STAGE_SECONDS.labels(Stage.QUALITY).observe(time.perf_counter() - cleaned)
         if reason is not None:
             self._tally.outcome(Outcome.REJECTED, reason=reason)

@@ -25,8 +25,9 @@ from arroyo.types import Topic
 from confluent_kafka import KafkaException
 
 from consumers.consumer import ResumeSafeKafkaConsumer
+from consumers.dedup_stage import DedupStage, build_index, milvus_annotator
 from consumers.dlq import DlqWriter
-from consumers.indexer import Abandoned, DedupStage, Indexer, retry_transient
+from consumers.indexer import Abandoned, DedupStep, Indexer, retry_transient
 from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Preparer
 from consumers.strategy import IndexingStrategyFactory
@@ -99,7 +100,7 @@ def build_worker(
     settings: Settings,
     stop: threading.Event,
     embedder: Embedder | None = None,
-    dedup: DedupStage | None = None,
+    dedup: DedupStep | None = None,
     worker_id: str | None = None,
 ) -> Worker:
     """Everything the worker needs, connected and checked; raises on bad configuration."""
@@ -127,6 +128,14 @@ def build_worker(
     def upsert(rows: list[dict[str, Any]]) -> int:
         return int(client.upsert(collection, rows)["upsert_count"])
 
+    if dedup is None:
+        index = retry_transient(
+            lambda: build_index(settings, client),
+            dependency="dedup",
+            stop=stop,
+            max_backoff_s=settings.worker_retry_max_backoff_s,
+        )
+        dedup = DedupStage(index, milvus_annotator(client, collection))
     tally = OutcomeTally(worker_id or new_instance_id(f"worker-{os.getpid()}"))
     dlq_writer = DlqWriter(settings)
     indexer = Indexer(
@@ -145,6 +154,13 @@ def build_worker(
         min_text_chars=settings.worker_min_text_chars,
         max_dlq_ratio=DLQ_MAX_RATIO,
         max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
+        min_words=settings.quality_min_words,
+        allowed_languages=(
+            frozenset(settings.quality_allowed_languages)
+            if settings.quality_allowed_languages
+            else None
+        ),
+        max_future_s=settings.quality_max_future_s,
     )
 
     def make_processor() -> StreamProcessor[Any]:

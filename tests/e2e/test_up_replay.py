@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from probes import wait_until
 
 pytestmark = pytest.mark.e2e

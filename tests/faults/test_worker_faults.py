@@ -13,6 +13,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+
+from core.article import Article
+from core.kafka import ensure_topics
+from core.settings import Settings
+from producers.publisher import Publisher
+
 from conftest import require_shared_data
 from probes import (
     milvus_count,
@@ -24,11 +30,6 @@ from probes import (
 )
 from running import running_worker
 from worker_procs import bbc_articles, poison_values, start_worker, stop_process
-
-from core.article import Article
-from core.kafka import ensure_topics
-from core.settings import Settings
-from producers.publisher import Publisher
 
 pytestmark = pytest.mark.faults
 

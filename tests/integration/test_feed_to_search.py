@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from probes import milvus_count, wait_for_lag_zero, wait_until
-from running import running_worker
 
 from consumers.clean import clean_article
 from consumers.quality import check_quality
@@ -17,6 +15,9 @@ from newsstream.replay import ReplayServer
 from producers.parser import parse_feed
 from producers.service import build_scheduler
 from search_api.app import create_app
+
+from probes import milvus_count, wait_for_lag_zero, wait_until
+from running import running_worker
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pytest
-from conftest import require_shared_data
 
 from core.errors import FeedError
 from core.metrics import FetchResult
 from producers.fetcher import Fetcher
 from producers.parser import ParsedFeed
 from producers.sandbox import ParserPool
+
+from conftest import require_shared_data
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import LocalServer
 
 from core.settings import Settings
 from newsstream.local_stack import free_port, tansu_command
@@ -32,6 +31,8 @@ from producers.parser import ParsedFeed, parse_feed
 from producers.scheduler import InProcessParser, Scheduler
 from producers.service import build_scheduler, run_producer
 from producers.state import ProducerState
+
+from conftest import LocalServer
 
 pytestmark = pytest.mark.integration
 

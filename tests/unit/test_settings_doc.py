@@ -23,7 +23,9 @@ def test_every_setting_is_documented() -> None:
     assert all(field.description for field in Settings.model_fields.values())
 
 
-def test_settings_come_from_the_environment_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_come_from_the_environment_with_the_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("NEWSSTREAM_KAFKA_PARTITIONS", "12")
     monkeypatch.setenv("NEWSSTREAM_FETCH_ALLOW_NETWORKS", '["127.0.0.1/32"]')
     settings = Settings()

@@ -1,0 +1,177 @@
+"""Stage 4 (exact + near-duplicate check) and stage 7 (record dedup state) of the worker.
+
+What goes in: a batch's surviving :class:`consumers.prepare.Prepared` items. What comes out of
+:meth:`DedupStage.partition`: the items to embed and index, and the duplicates (exact by content
+hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not embedded; the
+kept article records the duplicate's source and URL in ``also_reported_by`` (applied in
+:meth:`DedupStage.record`, after Milvus acknowledged the batch, so the kept row exists).
+
+Guarantees: dedup state is recorded only after the upsert of the kept article returned (the
+indexer calls :meth:`record` after the upsert), so a crash in between can never make an article
+a duplicate of itself. With the Redis backend the index is shared by all workers and an atomic
+claim makes sure that of two near-duplicates checked at the same moment at most one survives.
+With the memory backend the index is rebuilt at start from the window of recent rows in Milvus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pymilvus import MilvusClient, MilvusException
+
+from consumers.prepare import Prepared
+from core.metrics import DEDUP_INDEX_SIZE
+from core.milvus import VECTOR_FIELD
+from core.settings import Settings
+from dedup.index import DedupIndex, IndexParams, Verdict
+from dedup.lsh import LshParams
+from dedup.memory_backend import MemoryBackend
+from dedup.signature import SignatureParams
+
+log = logging.getLogger(__name__)
+
+#: Sources kept per article in ``also_reported_by`` (a bounded JSON field).
+MAX_ALSO_REPORTED = 50
+
+
+def index_params(settings: Settings) -> IndexParams:
+    """The dedup parameters of ``settings`` (stored with the index, checked at start)."""
+    return IndexParams(
+        signature=SignatureParams(
+            num_perm=settings.dedup_num_perm,
+            seed=settings.dedup_seed,
+            unit=settings.dedup_shingle_unit,  # type: ignore[arg-type]
+            k=settings.dedup_shingle_size,
+        ),
+        lsh=LshParams(
+            threshold=settings.dedup_threshold, bands=settings.dedup_bands, rows=settings.dedup_rows
+        ),
+        window_s=settings.dedup_window_hours * 3600,
+        claim_ttl_s=settings.dedup_claim_ttl_s,
+    )
+
+
+def build_index(settings: Settings, client: MilvusClient) -> DedupIndex:
+    """The configured dedup index; the memory backend is rebuilt from recent Milvus rows."""
+    params = index_params(settings)
+    if settings.dedup_backend == "redis":
+        from dedup.redis_backend import RedisBackend
+
+        if settings.dedup_redis_url is None:
+            from core.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "NEWSSTREAM_DEDUP_BACKEND=redis needs NEWSSTREAM_DEDUP_REDIS_URL "
+                "(for example redis://127.0.0.1:6379/0)"
+            )
+        backend: Any = RedisBackend(
+            params,
+            settings.dedup_redis_url.get_secret_value(),
+            basename=settings.dedup_redis_basename,
+        )
+        return DedupIndex(backend, params)
+    index = DedupIndex(MemoryBackend(params), params)
+    now = time.time()
+    count = index.rebuild(_recent_rows(client, settings, now - params.window_s), now)
+    log.info("dedup index rebuilt from Milvus: %d articles in the window", count)
+    DEDUP_INDEX_SIZE.set(index.size())
+    return index
+
+
+def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
+    if not client.has_collection(settings.milvus_collection):
+        return
+    iterator = client.query_iterator(
+        settings.milvus_collection,
+        batch_size=1000,
+        filter=f"ingested_at >= {int(since)}",
+        output_fields=["id", "text", "ingested_at"],
+    )
+    while True:
+        batch = iterator.next()
+        if not batch:
+            iterator.close()
+            return
+        for row in batch:
+            yield row["id"], row["text"], float(row["ingested_at"])
+
+
+class DedupStage:
+    """The worker's dedup stage (see the module docstring)."""
+
+    def __init__(
+        self,
+        index: DedupIndex,
+        annotate: Callable[[str, list[dict[str, str]]], None] | None = None,
+    ) -> None:
+        self._index = index
+        self._annotate = annotate
+        self._verdicts: dict[str, Verdict] = {}
+        self._pending: dict[str, list[dict[str, str]]] = {}
+
+    def partition(self, items: Sequence[Prepared]) -> tuple[list[Prepared], list[Prepared]]:
+        now = time.time()
+        keep: list[Prepared] = []
+        duplicates: list[Prepared] = []
+        for item in items:
+            assert item.clean is not None
+            article = item.clean.article
+            verdict = self._index.check(article.id, item.clean.text, now)
+            if verdict.is_duplicate and verdict.duplicate_of:
+                duplicates.append(item)
+                if article.url:
+                    self._pending.setdefault(verdict.duplicate_of, []).append(
+                        {"source": article.source, "url": article.url}
+                    )
+            else:
+                keep.append(item)
+                self._verdicts[article.id] = verdict
+        return keep, duplicates
+
+    def extra_fields(self, item: Prepared) -> dict[str, Any]:
+        verdict = self._verdicts.get(item.article_id or "")
+        return {"content_hash": verdict.content_hash} if verdict else {}
+
+    def record(self, items: Sequence[Prepared]) -> None:
+        now = time.time()
+        for item in items:
+            article_id = item.article_id or ""
+            verdict = self._verdicts.pop(article_id, None)
+            self._index.record(article_id, verdict if verdict else article_id, now)
+        if self._pending and self._annotate is not None:
+            pending, self._pending = self._pending, {}
+            for kept_id, sources in pending.items():
+                try:
+                    self._annotate(kept_id, sources)
+                except MilvusException as exc:  # advisory data: never hold the batch for it
+                    log.warning("could not record other sources of %s: %s", kept_id, exc)
+        self._pending.clear()
+        self._index.expire(now)
+        DEDUP_INDEX_SIZE.set(self._index.size())
+
+
+def milvus_annotator(
+    client: MilvusClient, collection: str
+) -> Callable[[str, list[dict[str, str]]], None]:
+    """Adds sources to a stored article's ``also_reported_by`` (read, merge, upsert the row)."""
+
+    def annotate(kept_id: str, sources: list[dict[str, str]]) -> None:
+        rows = client.get(collection, ids=[kept_id], output_fields=["*", VECTOR_FIELD])
+        if not rows:
+            return  # the kept article left the collection; nothing to annotate
+        row = dict(rows[0])
+        row.pop("sparse", None)  # computed by the BM25 function, never written
+        known = list(row.get("also_reported_by") or [])
+        urls = {entry.get("url") for entry in known if isinstance(entry, dict)}
+        for source in sources:
+            if source["url"] not in urls and source["url"] != row.get("url"):
+                known.append(source)
+                urls.add(source["url"])
+        row["also_reported_by"] = known[:MAX_ALSO_REPORTED]
+        row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
+        client.upsert(collection, [row])
+
+    return annotate

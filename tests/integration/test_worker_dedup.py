@@ -1,0 +1,91 @@
+"""Dedup inside the real worker: copies are not indexed again, the kept article names the
+other outlets that carried it, and the outcome counters add up to the messages consumed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.article import Article
+from core.ids import article_id
+from core.kafka import ensure_topics
+from producers.publisher import Publisher
+from search_api.app import create_app
+
+from probes import milvus_count, wait_for_lag_zero, wait_until
+from running import running_worker
+
+pytestmark = pytest.mark.integration
+
+STORY = (
+    "Floodwaters swept through three villages in the northern province on Tuesday after days "
+    "of torrential rain, forcing thousands of residents to leave their homes, local officials "
+    "said, as rescue teams used boats to reach families stranded on rooftops near the river."
+)
+OTHER = (
+    "The central bank kept its main interest rate unchanged on Thursday, saying inflation was "
+    "easing more slowly than expected and that borrowing costs would stay high for some time, "
+    "while markets had priced in a small cut before the announcement in the capital."
+)
+
+
+def _article(url: str, title: str, summary: str, source: str) -> Article:
+    return Article(
+        id=article_id(link=url),
+        url=url,
+        title=title,
+        summary=summary,
+        source=source,
+        feed_id=source,
+        published_at=1_760_000_000,
+        fetched_at=1_760_000_100,
+    )
+
+
+def test_copies_are_duplicates_and_the_kept_article_lists_the_other_outlets(
+    make_settings: Any, embedder: Any
+) -> None:
+    settings = make_settings(worker_batch_time_s=1.0)
+    ensure_topics(settings)
+    kept = _article(
+        "https://wire.example/floods", "Floods force thousands from homes", STORY, "wire.example"
+    )
+    exact = _article(
+        "https://daily.example/a/1", "Floods force thousands from homes", STORY, "daily.example"
+    )
+    near = _article(
+        "https://gazette.example/floods-update",
+        "Update 1: Floods force thousands from homes",
+        STORY + " (AFP)",
+        "gazette.example",
+    )
+    different = _article(
+        "https://money.example/rates", "Central bank holds rates", OTHER, "money.example"
+    )
+    publisher = Publisher(settings)
+    assert publisher.publish([kept]) == {kept.id}
+    with running_worker(settings, embedder) as worker:
+        wait_until(lambda: milvus_count(settings) == 1, 120, "the first article indexed")
+        assert publisher.publish([exact, near, different]) == {exact.id, near.id, different.id}
+        wait_for_lag_zero(settings, 120)
+        wait_until(lambda: milvus_count(settings) == 2, 60, "the distinct article indexed")
+        tally = worker.tally.snapshot()
+        assert tally["consumed"] == 4
+        assert tally["indexed"] == 2 and tally["duplicate"] == 2
+        assert (
+            tally["consumed"]
+            == tally["indexed"] + tally["duplicate"] + tally["rejected"] + tally["dlq"]
+        )
+
+        with TestClient(create_app(settings, embedder)) as api:
+            body = api.get(
+                "/search", params={"q": "floods force thousands from homes", "k": 5}
+            ).json()
+            first = body["results"][0]
+            assert first["id"] == kept.id
+            also = {entry["source"]: entry["url"] for entry in first["also_reported_by"]}
+            assert also == {"daily.example": exact.url, "gazette.example": near.url}
+            assert api.get(f"/articles/{exact.id}").status_code == 404
+    publisher.close()
