@@ -215,6 +215,23 @@ class Settings(BaseSettings):
     api_max_query_chars: int = Field(512, ge=1, description="Longest accepted query.")
     api_max_k: int = Field(100, ge=1, le=1000, description="Largest accepted k.")
 
+    api_read_keys: list[SecretStr] = Field(
+        default_factory=list, description="API keys that may search and read (JSON list)."
+    )
+    api_admin_keys: list[SecretStr] = Field(
+        default_factory=list, description="API keys that may do everything (JSON list)."
+    )
+    api_rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests per minute per key or client address; 0 = no limit."
+    )
+    api_cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty = CORS off."
+    )
+    api_max_body_bytes: int = Field(65_536, ge=1_024, description="Largest accepted request body.")
+    api_search_events: bool = Field(
+        True, description="Emit one event per search to the search-events topic (trends)."
+    )
+
     # --- logging -----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."

@@ -127,6 +127,13 @@ def serve(
 
     settings = _settings(api_host=host, api_port=port)
     configure_logging(settings, "api")
+    if settings.api_host not in ("127.0.0.1", "localhost", "::1") and not (
+        settings.api_read_keys or settings.api_admin_keys
+    ):
+        err_console.print(
+            f"[yellow]warning:[/yellow] the API listens on {settings.api_host} without API keys; "
+            "anyone who can reach it may search. Set NEWSSTREAM_API_READ_KEYS to require keys."
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -14,6 +14,7 @@ from types import FrameType
 
 from core.kafka import ensure_topics
 from core.settings import Settings
+from core.status import StatusPublisher
 from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher
 from producers.publisher import Publisher
@@ -83,6 +84,23 @@ def build_scheduler(
     return scheduler, publisher, fetcher, state
 
 
+def _feed_snapshot(state: ProducerState) -> dict[str, dict[str, object]]:
+    """Status of every polled feed, keyed by feed id (advisory, published every few seconds)."""
+    return {
+        feed.feed_id: {
+            "feed_id": feed.feed_id,
+            "url": feed.url,
+            "last_fetch_at": feed.last_fetch_at,
+            "last_result": feed.last_result,
+            "last_error": feed.last_error,
+            "items": feed.items,
+            "error_streak": feed.error_streak,
+            "next_poll_at": feed.next_poll_at,
+        }
+        for feed in state.all_feeds()
+    }
+
+
 def run_producer(settings: Settings, *, once: bool = False) -> list[PollReport]:
     """Poll feeds (once, or until a stop signal); returns the reports of a single pass."""
     scheduler, publisher, fetcher, state = build_scheduler(settings)
@@ -101,7 +119,12 @@ def run_producer(settings: Settings, *, once: bool = False) -> list[PollReport]:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        scheduler.run(stop)
+        # Feed health for the API's /feeds and the dashboard (they meet through Kafka).
+        status = StatusPublisher(settings, "feed", lambda: _feed_snapshot(state)).start()
+        try:
+            scheduler.run(stop)
+        finally:
+            status.close()
         return []
     finally:
         left = publisher.close()

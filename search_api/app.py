@@ -29,8 +29,14 @@ from core.kafka import kafka_reachable
 from core.metrics import SEARCH_REQUESTS, SEARCH_SECONDS, SearchMode
 from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
+from core.status import read_status
+from search_api.dashboard import attach_dashboard
+from search_api.events import SearchEvents
 from search_api.filters import SearchFilters
+from search_api.ranking import apply_recency, collapse_stories
 from search_api.searcher import Hit, Searcher
+from search_api.security import OPEN_PATHS, KeyRing, RateLimiter, Role, presented_key
+from search_api.stats_view import stats_response
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,33 @@ class SearchResponse(BaseModel):
     mode: SearchMode
     results: list[SearchResult]
     next_cursor: str | None = None
+
+
+class SearchRequest(BaseModel):
+    """The body of ``POST /search`` (the same fields as the query string of ``GET``)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"q": "floods in Pakistan", "k": 5, "mode": "hybrid", "lang": "en"}]
+        }
+    }
+
+    q: str = Field(description="The query text.")
+    k: int = Field(10, ge=1, description="Results per page (at most api_max_k).")
+    mode: SearchMode | None = None
+    source: list[str] = Field(default_factory=list, description="Publisher domains.")
+    lang: str | None = Field(None, max_length=16)
+    feed: list[str] = Field(default_factory=list, description="Feed ids.")
+    since: int | None = Field(None, ge=0, description="Published at or after (epoch s).")
+    until: int | None = Field(None, ge=0, description="Published at or before (epoch s).")
+    collapse: bool = Field(True, description="One result per story.")
+    recency: float | None = Field(
+        None,
+        gt=0,
+        le=24 * 365,
+        description="Half-life in hours of a freshness boost; off if unset.",
+    )
+    cursor: str | None = Field(None, max_length=200)
 
 
 class ErrorBody(BaseModel):
@@ -130,6 +163,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         except TransientError as exc:
             log.warning("Milvus not ready at start (%s); /readyz will say so", exc)
         yield
+        events.close()
 
     app = FastAPI(
         title="newsstream",
@@ -139,6 +173,56 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     )
     app.state.backend = backend
+    attach_dashboard(app, settings)
+    events = SearchEvents(settings)
+    keys = KeyRing(settings)
+    limiter = RateLimiter(settings.api_rate_limit_per_minute)
+    if settings.api_cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api_cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        """Body size cap, API keys and rate limits, before any route runs."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.api_max_body_bytes:
+            return _error(
+                413, "too_large", f"request body over {settings.api_max_body_bytes} bytes"
+            )
+        path = request.url.path
+        open_path = path in OPEN_PATHS or path.startswith(("/dashboard", "/static"))
+        key = presented_key({k.lower(): v for k, v in request.headers.items()})
+        if keys.enabled and not open_path:
+            role = keys.role(key)
+            if role is Role.NONE:
+                return _error(401, "unauthorized", "a valid API key is required (X-API-Key)")
+            if (
+                request.method not in ("GET", "HEAD", "OPTIONS")
+                and path != "/search"
+                and role is not Role.ADMIN
+            ):
+                return _error(403, "forbidden", "this route needs an admin key")
+        if not open_path:
+            caller = (
+                f"key:{key}"
+                if key and keys.enabled
+                else f"ip:{request.client.host if request.client else '?'}"
+            )
+            wait = limiter.check(caller)
+            if wait > 0:
+                return _error(
+                    429,
+                    "rate_limited",
+                    "too many requests; slow down",
+                    headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+                )
+        return await call_next(request)
 
     @app.exception_handler(InvalidRequest)
     async def _invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
@@ -190,6 +274,54 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def run_search(request: SearchRequest) -> SearchResponse:
+        query = request.q.strip()
+        if not query:
+            raise InvalidRequest("q must contain text")
+        if len(query) > settings.api_max_query_chars:
+            raise InvalidRequest(f"q is longer than {settings.api_max_query_chars} characters")
+        if request.k > settings.api_max_k:
+            raise InvalidRequest(f"k must be at most {settings.api_max_k}")
+        offset = decode_cursor(request.cursor) if request.cursor else 0
+        searcher = backend.searcher()
+        effective = searcher.effective_mode(request.mode)
+        filters = SearchFilters(
+            sources=tuple(request.source),
+            language=request.lang,
+            feeds=tuple(request.feed),
+            since=request.since,
+            until=request.until,
+        )
+        # Collapsing and the recency boost re-rank a deeper candidate list, then cut the page.
+        shaping = request.collapse or request.recency is not None
+        depth = min(settings.api_max_k * 3, (offset + request.k) * 3) if shaping else request.k
+        started = time.perf_counter()
+        try:
+            hits = searcher.search(
+                query,
+                k=depth if shaping else request.k,
+                mode=effective,
+                filters=filters,
+                offset=0 if shaping else offset,
+            )
+        except TransientError:
+            SEARCH_REQUESTS.labels(effective, "5xx").inc()
+            raise
+        if request.recency is not None:
+            hits = apply_recency(hits, request.recency * 3600)
+        if request.collapse:
+            hits = collapse_stories(hits)
+        if shaping:
+            hits = hits[offset : offset + request.k]
+        latency = time.perf_counter() - started
+        SEARCH_SECONDS.labels(effective).observe(latency)
+        SEARCH_REQUESTS.labels(effective, "2xx").inc()
+        events.emit(query, effective, filters, hits, latency)
+        next_cursor = encode_cursor(offset + request.k) if len(hits) == request.k else None
+        return SearchResponse(
+            query=query, mode=effective, results=[_result(h) for h in hits], next_cursor=next_cursor
+        )
+
     @app.get("/search", response_model=SearchResponse, summary="Search the news index.")
     def search(
         q: Annotated[str, Query(description="The query text.", examples=["floods in Pakistan"])],
@@ -206,37 +338,63 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         until: Annotated[
             int | None, Query(ge=0, description="Published at or before (epoch s).")
         ] = None,
+        collapse: Annotated[bool, Query(description="One result per story.")] = True,
+        recency: Annotated[
+            float | None, Query(gt=0, le=24 * 365, description="Freshness half-life in hours.")
+        ] = None,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> SearchResponse:
-        query = q.strip()
-        if not query:
-            raise InvalidRequest("q must contain text")
-        if len(query) > settings.api_max_query_chars:
-            raise InvalidRequest(f"q is longer than {settings.api_max_query_chars} characters")
-        if k > settings.api_max_k:
-            raise InvalidRequest(f"k must be at most {settings.api_max_k}")
-        offset = decode_cursor(cursor) if cursor else 0
-        searcher = backend.searcher()
-        effective = searcher.effective_mode(mode)
-        filters = SearchFilters(
-            sources=tuple(source or ()),
-            language=lang,
-            feeds=tuple(feed or ()),
-            since=since,
-            until=until,
+        return run_search(
+            SearchRequest(
+                q=q,
+                k=k,
+                mode=mode,
+                source=source or [],
+                lang=lang,
+                feed=feed or [],
+                since=since,
+                until=until,
+                collapse=collapse,
+                recency=recency,
+                cursor=cursor,
+            )
         )
-        started = time.perf_counter()
-        try:
-            hits = searcher.search(query, k=k, mode=effective, filters=filters, offset=offset)
-        except TransientError:
-            SEARCH_REQUESTS.labels(effective, "5xx").inc()
-            raise
-        SEARCH_SECONDS.labels(effective).observe(time.perf_counter() - started)
-        SEARCH_REQUESTS.labels(effective, "2xx").inc()
-        next_cursor = encode_cursor(offset + k) if len(hits) == k else None
+
+    @app.post("/search", response_model=SearchResponse, summary="Search with a JSON body.")
+    def search_post(request: SearchRequest) -> SearchResponse:
+        return run_search(request)
+
+    @app.get(
+        "/articles/{article_id}/similar",
+        response_model=SearchResponse,
+        summary="Articles most similar to a stored one.",
+        responses={404: {"model": ErrorResponse}},
+    )
+    def similar(
+        article_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10
+    ) -> SearchResponse | JSONResponse:
+        if not is_article_id(article_id):
+            return _error(404, "not_found", "no article with this id")
+        hits = backend.searcher().similar(article_id, k=k)
+        if hits is None:
+            return _error(404, "not_found", "no article with this id")
         return SearchResponse(
-            query=query, mode=effective, results=[_result(h) for h in hits], next_cursor=next_cursor
+            query=article_id, mode=SearchMode.SEMANTIC, results=[_result(h) for h in hits]
         )
+
+    @app.get("/stats", summary="Ingestion outcomes per worker and in total.")
+    def stats() -> dict[str, Any]:
+        return stats_response(read_status(settings, "worker"))
+
+    @app.get("/feeds", summary="Status of each feed, as the producer last reported it.")
+    def feeds() -> dict[str, Any]:
+        statuses = read_status(settings, "feed")
+        items = sorted(statuses.values(), key=lambda f: str(f.get("url", "")))
+        return {
+            "feeds": items,
+            "count": len(items),
+            "broken": sum(1 for f in items if f.get("error_streak")),
+        }
 
     @app.get(
         "/articles/{article_id}",

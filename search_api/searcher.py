@@ -20,7 +20,7 @@ from core.errors import TransientError
 from core.metrics import SearchMode
 from core.milvus import SPARSE_FIELD, VECTOR_FIELD, collection_has_bm25
 from core.settings import Settings
-from search_api.filters import SearchFilters, build_expression
+from search_api.filters import SearchFilters, build_expression, quote
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,28 @@ class Searcher:
             raise TransientError(f"Milvus search failed: {exc}") from exc
         rows = list(raw[0]) if raw else []
         return [self._hit(row) for row in rows[offset:limit]]
+
+    def similar(self, article_id: str, *, k: int) -> list[Hit] | None:
+        """The ``k`` articles nearest to a stored one (itself excluded); None when unknown."""
+        try:
+            rows = self._client.get(
+                self._collection, ids=[article_id], output_fields=[VECTOR_FIELD]
+            )
+            if not rows:
+                return None
+            vector = [float(x) for x in rows[0][VECTOR_FIELD]]
+            raw = self._client.search(
+                self._collection,
+                data=[vector],
+                anns_field=VECTOR_FIELD,
+                limit=k + 1,
+                filter=f"id != {quote(article_id)}",
+                output_fields=RESULT_FIELDS,
+                search_params={"metric_type": "COSINE", "params": {"ef": max(64, k + 1)}},
+            )
+        except MilvusException as exc:
+            raise TransientError(f"Milvus search failed: {exc}") from exc
+        return [self._hit(row) for row in (raw[0] if raw else [])][:k]
 
     def get(self, article_id: str) -> dict[str, Any] | None:
         """The stored article with ``article_id``, or None."""

@@ -1,0 +1,107 @@
+"""`newsstream bench ...`: benchmark scenarios; each prints a table and writes JSON.
+
+Speed and memory targets are checked here, never by timed assertions in the tests. Results go
+to ``bench-results/<scenario>.json`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from core.settings import load_settings
+
+bench_app = typer.Typer(
+    help="Benchmarks: print figures and ratios, write JSON.", no_args_is_help=True
+)
+console = Console()
+RESULTS = Path("bench-results")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _write(name: str, out: Path | None, result: dict[str, Any]) -> Path:
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    console.print(f"[dim]written: {path}[/dim]")
+    return path
+
+
+@bench_app.command("embed")
+def bench_embed(
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per backend (median counts).")] = 3,
+    quality: Annotated[bool, typer.Option(help="Also measure cosine to fp32 and MRR@10.")] = True,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+) -> None:
+    """Texts/s per embedding backend at short and 256-token texts, with ratios to fp32."""
+    from newsstream.embed_bench import run_embed_bench
+
+    path = out or RESULTS / "embed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_embed_bench(
+        load_settings(), path, rounds=rounds, quality=quality, data_dir=data, console=console
+    )
+
+
+@bench_app.command("dedup")
+def bench_dedup(
+    n: Annotated[int, typer.Option(min=100, help="Articles to index.")] = 100_000,
+    redis_url: Annotated[str | None, typer.Option(help="Also measure the Redis backend.")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Dedup cost per article and index memory per article, for both backends."""
+    from newsstream.dedup_bench import print_dedup_bench, run_dedup_bench
+
+    result = run_dedup_bench(n, redis_url)
+    print_dedup_bench(result, console)
+    _write("dedup", out, result)
+
+
+@bench_app.command("producer")
+def bench_producer(
+    feeds: Annotated[int, typer.Option(min=1, help="Feed URLs to serve and poll.")] = 1000,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """A full poll cycle where every feed answers 304, and one where every feed changed."""
+    from newsstream.producer_bench import run_producer_bench
+
+    result = run_producer_bench(feeds, console=console)
+    _write("producer", out, result)
+
+
+@bench_app.command("search")
+def bench_search(
+    n: Annotated[int, typer.Option(min=100, help="Articles in the collection.")] = 100_000,
+    seconds: Annotated[float, typer.Option(help="Seconds per client setting.")] = 20.0,
+    mode: Annotated[str, typer.Option(help="semantic, keyword or hybrid.")] = "semantic",
+    milvus_uri: Annotated[
+        str | None, typer.Option(help="Use this Milvus instead of a fresh Lite.")
+    ] = None,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Search latency (p50/p95/p99) and QPS with 1 and 4 clients, recall@10 vs exact."""
+    from newsstream.search_bench import run_search_bench
+
+    result = run_search_bench(
+        n, data, seconds=seconds, milvus_uri=milvus_uri, mode=mode, console=console
+    )
+    _write(f"search-{n}", out, result)
+
+
+@bench_app.command("all")
+def bench_all() -> None:
+    """Every scenario with its defaults, one after the other."""
+    bench_embed(out=None, rounds=3, quality=True, data=SHARED)
+    bench_dedup(n=100_000, redis_url=None, out=None)
+    bench_producer(feeds=1000, out=None)
+    bench_search(n=100_000, seconds=20.0, mode="semantic", milvus_uri=None, data=SHARED, out=None)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,262 @@
+"""`newsstream bench search`: search latency and QPS at N articles, and recall@10 vs exact.
+
+What it does: starts a Milvus Lite server on a fresh data dir (or uses ``--milvus-uri``), fills
+a collection with ``n`` rows made of the shared news texts repeated with distinct ids and
+slightly perturbed vectors (fine for latency), serves the real API in-process with uvicorn, and
+measures ``GET /search`` (query embedding included) with 1 and 4 concurrent clients: p50, p95,
+p99 and QPS. Recall@10 of the engine's top 10 against exact (numpy brute-force) cosine search on
+the same vectors is measured on the query set. Prints a table, returns the figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from pymilvus import MilvusClient
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from core.embedding import Embedder
+from core.milvus import VECTOR_FIELD, ensure_collection
+from core.settings import Settings
+from newsstream.local_stack import free_port, milvus_lite_command, wait_for_port
+
+QUERIES = [
+    "election results",
+    "floods",
+    "central bank interest rates",
+    "wildfire",
+    "football match",
+    "climate summit",
+    "earthquake",
+    "stock markets fall",
+    "peace talks",
+    "new smartphone",
+    "hospital strike",
+    "refugees at the border",
+    "oil prices",
+    "court ruling",
+    "space launch",
+    "heatwave",
+    "protests in the capital",
+    "trade deal",
+    "vaccine",
+    "artificial intelligence",
+]
+
+
+def _texts(data_dir: Path) -> list[str]:
+    from consumers.clean import clean_article
+    from producers.parser import parse_feed
+
+    texts: list[str] = []
+    for path in sorted((data_dir / "feeds" / "news").glob("*.xml")):
+        parsed = parse_feed(path.read_bytes(), feed_url=f"https://x/{path.name}", feed_id="b")
+        texts += [clean_article(a.model_copy(update={"content": ""})).text for a in parsed.articles]
+    return [t for t in texts if t]
+
+
+def _fill(
+    client: MilvusClient,
+    settings: Settings,
+    base: np.ndarray,
+    texts: list[str],
+    n: int,
+    console: Console,
+) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    vectors = np.empty((n, base.shape[1]), dtype=np.float32)
+    batch = 2_000
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"inserting {n} rows", total=n)
+        for start in range(0, n, batch):
+            count = min(batch, n - start)
+            picks = np.arange(start, start + count) % len(base)
+            chunk = base[picks] + rng.normal(0, 0.02, (count, base.shape[1])).astype(np.float32)
+            chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+            vectors[start : start + count] = chunk
+            rows = [
+                {
+                    "id": f"{start + i:032x}",
+                    VECTOR_FIELD: chunk[i].tolist(),
+                    "title": texts[picks[i]][:120],
+                    "text": texts[picks[i]][:2000],
+                    "url": f"https://bench.example/{start + i}",
+                    "source": "bench.example",
+                    "feed_id": "bench",
+                    "language": "en",
+                    "published_at": 1_760_000_000 + start + i,
+                    "ingested_at": 1_760_000_000,
+                    "story_id": f"{start + i:032x}",
+                    "model": "bench",
+                    "content_hash": "",
+                    "also_reported_by": [],
+                }
+                for i in range(count)
+            ]
+            client.insert(settings.milvus_collection, rows)
+            progress.advance(task, count)
+    client.flush(settings.milvus_collection)
+    return vectors
+
+
+def _measure(base_url: str, clients: int, seconds: float, mode: str) -> dict[str, float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def loop(worker: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            n = worker
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                response = http.get(
+                    f"{base_url}/search",
+                    params={"q": QUERIES[n % len(QUERIES)], "k": 10, "mode": mode},
+                )
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+                n += clients
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(loop, range(clients)))
+    wall = time.monotonic() - started
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return {
+        "clients": clients,
+        "requests": len(ordered),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+        "qps": len(ordered) / wall,
+    }
+
+
+def run_search_bench(
+    n: int,
+    data_dir: Path,
+    *,
+    seconds: float = 20.0,
+    milvus_uri: str | None = None,
+    mode: str = "semantic",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Fill, serve, measure; see the module docstring."""
+    import uvicorn
+
+    from search_api.app import create_app
+
+    console = console or Console()
+    server: subprocess.Popen[bytes] | None = None
+    workdir = tempfile.TemporaryDirectory(prefix="newsstream-bench-")
+    try:
+        if milvus_uri is None:
+            port = free_port()
+            server = subprocess.Popen(
+                milvus_lite_command(Path(workdir.name) / "milvus", port),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if not wait_for_port(port, 60):
+                raise RuntimeError("Milvus Lite did not start")
+            milvus_uri = f"http://127.0.0.1:{port}"
+        settings = Settings(
+            milvus_uri=milvus_uri,
+            milvus_collection=f"bench_{n}",
+            data_dir=Path(workdir.name),
+            api_rate_limit_per_minute=0,
+            api_search_events=False,
+        )
+        embedder = Embedder(settings)
+        texts = _texts(data_dir)
+        base = embedder.embed(texts)
+        client = MilvusClient(uri=milvus_uri)
+        if client.has_collection(settings.milvus_collection):
+            client.drop_collection(settings.milvus_collection)
+        ensure_collection(client, settings, embedder.dimension)
+        started = time.monotonic()
+        vectors = _fill(client, settings, base, texts, n, console)
+        fill_s = time.monotonic() - started
+        client.load_collection(settings.milvus_collection)
+        # Recall@10 of the engine against exact cosine search, on the query set.
+        query_vectors = embedder.embed(QUERIES)
+        recalls = []
+        for vector in query_vectors:
+            exact = set(np.argsort(-(vectors @ vector))[:10].tolist())
+            hits = client.search(
+                settings.milvus_collection,
+                data=[vector.tolist()],
+                anns_field=VECTOR_FIELD,
+                limit=10,
+                search_params={
+                    "metric_type": "COSINE",
+                    "params": {"ef": settings.milvus_search_ef},
+                },
+            )
+            found = {int(h["id"], 16) for h in hits[0]}
+            recalls.append(len(exact & found) / 10)
+        api_port = free_port()
+        config = uvicorn.Config(
+            create_app(settings, embedder), host="127.0.0.1", port=api_port, log_level="warning"
+        )
+        api = uvicorn.Server(config)
+        thread = threading.Thread(target=api.run, daemon=True)
+        thread.start()
+        base_url = f"http://127.0.0.1:{api_port}"
+        wait_for_port(api_port, 60)
+        for _ in range(5):  # warm-up
+            httpx.get(f"{base_url}/search", params={"q": "warm up", "mode": mode}, timeout=60)
+        one = _measure(base_url, 1, seconds, mode)
+        four = _measure(base_url, 4, seconds, mode)
+        api.should_exit = True
+        thread.join(10)
+        result = {
+            "n": n,
+            "mode": mode,
+            "fill_s": fill_s,
+            "inserts_per_s": n / fill_s,
+            "recall_at_10": statistics.fmean(recalls),
+            "one_client": one,
+            "four_clients": four,
+            "milvus_uri": milvus_uri,
+        }
+        table = Table(title=f"search at {n} articles ({mode}, query embedding included)")
+        for column in ("clients", "requests", "p50 ms", "p95 ms", "p99 ms", "QPS"):
+            table.add_column(column, justify="right")
+        for row in (one, four):
+            table.add_row(
+                str(row["clients"]),
+                str(row["requests"]),
+                f"{row['p50_ms']:.1f}",
+                f"{row['p95_ms']:.1f}",
+                f"{row['p99_ms']:.1f}",
+                f"{row['qps']:.1f}",
+            )
+        console.print(table)
+        console.print(
+            f"recall@10 vs exact: {result['recall_at_10']:.3f}; fill {fill_s:.0f} s ({result['inserts_per_s']:.0f} rows/s)"
+        )
+        return result
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        workdir.cleanup()
