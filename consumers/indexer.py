@@ -40,7 +40,7 @@ from core.embedding import Embedder
 from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
 from core.ids import content_hash
-from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, TIME_TO_SEARCHABLE, Outcome, Stage
+from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, Outcome, Stage
 from core.milvus import TEXT_MAX, TITLE_MAX, truncate_utf8
 
 log = logging.getLogger(__name__)
@@ -186,9 +186,13 @@ class Indexer:
             STAGE_SECONDS.labels(Stage.UPSERT).observe(time.monotonic() - started)
             failpoint("after_upsert")
             now_ms = time.time() * 1000
-            for item in indexed:
-                if item.produced_at_ms is not None:
-                    TIME_TO_SEARCHABLE.observe(max(0.0, (now_ms - item.produced_at_ms) / 1000))
+            self._tally.time_to_searchable(
+                [
+                    max(0.0, (now_ms - item.produced_at_ms) / 1000)
+                    for item in indexed
+                    if item.produced_at_ms is not None
+                ]
+            )
         if self._dedup is not None and (indexed or duplicates):
             started = time.monotonic()
             retry_transient(

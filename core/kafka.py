@@ -88,7 +88,12 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
         settings.kafka_search_events_topic: 1,
         settings.kafka_status_topic: 1,
     }
-    compacted = {settings.kafka_status_topic}
+    # Status is a compacted latest-per-key log; search events are replayed by the trends app
+    # at every start, so two days of them are enough.
+    topic_config = {
+        settings.kafka_status_topic: {"cleanup.policy": "compact"},
+        settings.kafka_search_events_topic: {"retention.ms": str(2 * 24 * 3600 * 1000)},
+    }
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -105,7 +110,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             name,
             num_partitions=parts,
             replication_factor=settings.kafka_replication_factor,
-            config={"cleanup.policy": "compact"} if name in compacted else {},
+            config=topic_config.get(name, {}),
         )
         for name, parts in wanted.items()
         if name not in existing

@@ -22,7 +22,7 @@ from core.errors import TransientError
 from core.kafka import producer_config
 from core.settings import Settings
 
-STATUS_KINDS = ("worker", "feed", "producer")
+STATUS_KINDS = ("worker", "feed", "producer", "trends")
 
 
 def new_instance_id(prefix: str) -> str:

@@ -175,6 +175,14 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         )
         supervisor.add(
             Child(
+                "trends",
+                _service_argv("trends"),
+                service_env("trends"),
+                logs / "trends.out",
+            ),
+        )
+        supervisor.add(
+            Child(
                 "producer",
                 _service_argv("produce"),
                 service_env("producer", NEWSSTREAM_METRICS_PORT=str(producer_metrics)),

@@ -37,6 +37,7 @@ from search_api.ranking import apply_recency, collapse_stories
 from search_api.searcher import Hit, Searcher
 from search_api.security import OPEN_PATHS, KeyRing, RateLimiter, Role, presented_key
 from search_api.stats_view import stats_response
+from search_api.trends_view import TREND_WINDOWS, trends_response
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +386,14 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     @app.get("/stats", summary="Ingestion outcomes per worker and in total.")
     def stats() -> dict[str, Any]:
         return stats_response(read_status(settings, "worker"))
+
+    @app.get("/trends", summary="Top and rising queries and top stories over the last hour or day.")
+    def trends(
+        window: Annotated[
+            str, Query(description="1h or 24h.", examples=list(TREND_WINDOWS))
+        ] = "1h",
+    ) -> dict[str, Any]:
+        return trends_response(settings, window)
 
     @app.get("/feeds", summary="Status of each feed, as the producer last reported it.")
     def feeds() -> dict[str, Any]:

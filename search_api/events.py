@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 from core.kafka import producer_config
 from core.metrics import SearchMode
-from core.search_events import SearchEvent, emit_search_event, normalise_query
+from core.search_events import SearchEvent, TopResult, emit_search_event, normalise_query
 from core.settings import Settings
 from search_api.filters import SearchFilters
 from search_api.searcher import Hit
@@ -48,7 +48,7 @@ class SearchEvents:
             return
         event = SearchEvent(
             query=normalise_query(query),
-            mode=str(mode),
+            mode=mode,
             filters={
                 k: v
                 for k, v in {
@@ -65,7 +65,13 @@ class SearchEvents:
             at=time.time(),
             story_ids=[h.story_id or h.id for h in hits[:10]],
             top_results=[
-                {"story_id": h.story_id or h.id, "title": h.title, "source": h.source, "url": h.url}
+                TopResult(
+                    story_id=h.story_id or h.id,
+                    title=h.title,
+                    source=h.source,
+                    url=h.url,
+                    other_sources=[a["source"] for a in h.also_reported_by if a.get("source")],
+                )
                 for h in hits[:3]
             ],
         )

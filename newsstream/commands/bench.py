@@ -94,10 +94,29 @@ def bench_search(
     _write(f"search-{n}", out, result)
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    rate: Annotated[
+        float, typer.Option(help="Offered load of the time-to-searchable run (/s).")
+    ] = 20.0,
+    seconds: Annotated[float, typer.Option(help="Duration of the time-to-searchable run.")] = 30.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """End-to-end articles/s (shared feeds, bbc backfill) and time-to-searchable percentiles."""
+    from newsstream.ingest_bench import run_ingest_bench
+
+    result = run_ingest_bench(
+        data, settings=load_settings(), rate=rate, tts_seconds=seconds, console=console
+    )
+    _write("ingest", out, result)
+
+
 @bench_app.command("all")
 def bench_all() -> None:
     """Every scenario with its defaults, one after the other."""
     bench_embed(out=None, rounds=3, quality=True, data=SHARED)
+    bench_ingest(rate=20.0, seconds=30.0, data=SHARED, out=None)
     bench_dedup(n=100_000, redis_url=None, out=None)
     bench_producer(feeds=1000, out=None)
     bench_search(n=100_000, seconds=20.0, mode="semantic", milvus_uri=None, data=SHARED, out=None)

@@ -120,7 +120,7 @@ def test_modes_find_the_right_article(indexed: Any, embedder: Any) -> None:
 def test_injection_in_any_filter_never_widens_results(
     indexed: Any, embedder: Any, field: str, payload: str
 ) -> None:
-    settings, _rows_ = indexed
+    settings, _ = indexed
     with TestClient(create_app(settings, embedder)) as api:
         response = api.get("/search", params={"q": "news", field: payload, "k": 10})
         assert response.status_code in (200, 422), response.text

@@ -1,0 +1,44 @@
+"""``newsstream trends``: the search-trends app (faust), runnable alone or under ``up``.
+
+It consumes the search events the API emits and publishes top and rising queries and top
+stories as status snapshots; the API serves them at ``GET /trends?window=1h|24h``. See
+:mod:`search_api.trends_app` for how it works and what it needs from the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.errors import ConfigurationError, NewsstreamError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``trends`` command to ``app``."""
+
+    @app.command()
+    def trends(
+        every: Annotated[
+            float, typer.Option(min=0.5, help="Seconds between published snapshots.")
+        ] = 5.0,
+    ) -> None:
+        """Aggregate search events into trends (top/rising queries, top stories)."""
+        from newsstream.cli import _fail, _settings
+        from newsstream.logs import configure_logging
+        from search_api.trends_app import run_trends
+
+        settings = _settings()
+        configure_logging(settings, "trends")
+        if not settings.kafka_bootstrap:
+            raise _fail(
+                ConfigurationError(
+                    "NEWSSTREAM_KAFKA_BOOTSTRAP is not set: expected host:port of a Kafka "
+                    "broker (`newsstream up` sets it when it starts the local broker)"
+                )
+            )
+        try:
+            code = run_trends(settings, publish_every_s=every)
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        raise typer.Exit(code)
