@@ -197,7 +197,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
                 413, "too_large", f"request body over {settings.api_max_body_bytes} bytes"
             )
         path = request.url.path
-        open_path = path in OPEN_PATHS or path.startswith(("/dashboard", "/static"))
+        open_path = (
+            path in OPEN_PATHS or path == "/dashboard" or path.startswith("/dashboard/static/")
+        )
         key = presented_key({k.lower(): v for k, v in request.headers.items()})
         if keys.enabled and not open_path:
             role = keys.role(key)

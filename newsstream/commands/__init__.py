@@ -11,7 +11,7 @@ import importlib
 import typer
 
 #: Modules under newsstream.commands that add commands to the CLI.
-MODULES: tuple[str, ...] = ("feeds", "dedup_eval", "bench", "trends", "ops")
+MODULES: tuple[str, ...] = ("feeds", "dedup_eval", "search_eval", "bench", "trends", "ops")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,0 +1,190 @@
+"""`newsstream eval search`: retrieval quality of each search mode on bbc-news.
+
+What it does: indexes the 2,225 bbc-news articles (title + full text, the worker's row shape)
+into a fresh collection of a Milvus Lite server it starts (or ``milvus_uri``), then runs through
+the same :class:`search_api.searcher.Searcher` the API uses:
+
+- known-item search: the headline as query, its article as the one right answer; MRR@10 and
+  recall@10 per mode (semantic, keyword, hybrid);
+- category precision@10: the first body sentence as query; a hit is relevant when it is from
+  the same category (the query's own article excluded).
+
+Prints a table per measure and returns the figures. ``sample`` limits the number of queries
+(spread evenly over the collection) to keep the run short on small machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pymilvus import MilvusClient
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from core.embedding import Embedder
+from core.metrics import SearchMode
+from core.milvus import VECTOR_FIELD, ensure_collection
+from core.settings import Settings
+from newsstream.local_stack import free_port, milvus_lite_command, wait_for_port
+from search_api.filters import SearchFilters
+from search_api.searcher import Searcher
+
+BASELINE = {"recall@10": 0.991, "MRR@10": 0.919, "precision@10": 0.894}
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _load(root: Path) -> list[dict[str, str]]:
+    docs: list[dict[str, str]] = []
+    with open(root / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            text = (root / row["path"]).read_bytes().decode("utf-8", "replace")
+            lines = [line.strip() for line in text.split("\n") if line.strip()]
+            body = " ".join(lines[1:])
+            first = _SENTENCE.split(body, maxsplit=1)[0] if body else row["title"]
+            docs.append(
+                {
+                    "id": f"{len(docs):032x}",
+                    "title": row["title"],
+                    "body": body,
+                    "category": row["category"],
+                    "first": first,
+                }
+            )
+    return docs
+
+
+def run_search_eval(
+    data_dir: Path,
+    *,
+    sample: int = 500,
+    milvus_uri: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Index bbc-news and measure each mode (see the module docstring)."""
+    console = console or Console()
+    docs = _load(data_dir / "eval" / "bbc-news")
+    workdir = tempfile.TemporaryDirectory(prefix="newsstream-eval-")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        if milvus_uri is None:
+            port = free_port()
+            server = subprocess.Popen(
+                milvus_lite_command(Path(workdir.name) / "milvus", port),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if not wait_for_port(port, 60):
+                raise RuntimeError("Milvus Lite did not start")
+            milvus_uri = f"http://127.0.0.1:{port}"
+        settings = Settings(
+            milvus_uri=milvus_uri, milvus_collection="eval_bbc", data_dir=Settings().data_dir
+        )
+        embedder = Embedder(settings)
+        client = MilvusClient(uri=milvus_uri)
+        if client.has_collection(settings.milvus_collection):
+            client.drop_collection(settings.milvus_collection)
+        ensure_collection(client, settings, embedder.dimension)
+        started = time.monotonic()
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("embedding and indexing bbc-news", total=len(docs))
+            for start in range(0, len(docs), 64):
+                chunk = docs[start : start + 64]
+                texts = [f"{d['title']}. {d['body']}" for d in chunk]
+                vectors = embedder.embed(texts)
+                rows = [
+                    {
+                        "id": d["id"],
+                        VECTOR_FIELD: v.tolist(),
+                        "title": d["title"],
+                        "text": t[:16000],
+                        "url": f"https://bbc.example/{d['id']}",
+                        "source": "bbc.example",
+                        "feed_id": d["category"],
+                        "language": "en",
+                        "published_at": 0,
+                        "ingested_at": 0,
+                        "story_id": d["id"],
+                        "model": embedder.model_name,
+                        "content_hash": "",
+                        "also_reported_by": [],
+                    }
+                    for d, v, t in zip(chunk, vectors, texts, strict=True)
+                ]
+                client.upsert(settings.milvus_collection, rows)
+                progress.advance(task, len(chunk))
+        index_s = time.monotonic() - started
+        searcher = Searcher(settings, client, embedder)
+        step = max(1, len(docs) // sample)
+        queries = docs[::step][:sample]
+        by_id = {d["id"]: d for d in docs}
+        modes = [SearchMode.SEMANTIC]
+        if searcher.has_bm25():
+            modes += [SearchMode.KEYWORD, SearchMode.HYBRID]
+        results: dict[str, Any] = {
+            "articles": len(docs),
+            "queries": len(queries),
+            "index_s": index_s,
+            "modes": {},
+        }
+        with Progress(console=console, transient=True) as progress:
+            for mode in modes:
+                task = progress.add_task(f"{mode} queries", total=len(queries) * 2)
+                rr, found, precision = [], 0, []
+                for doc in queries:
+                    hits = searcher.search(doc["title"], k=10, mode=mode, filters=SearchFilters())
+                    ids = [h.id for h in hits]
+                    if doc["id"] in ids:
+                        found += 1
+                        rr.append(1.0 / (ids.index(doc["id"]) + 1))
+                    else:
+                        rr.append(0.0)
+                    hits = searcher.search(doc["first"], k=11, mode=mode, filters=SearchFilters())
+                    others = [h.id for h in hits if h.id != doc["id"]][:10]
+                    same = sum(1 for i in others if by_id[i]["category"] == doc["category"])
+                    precision.append(same / max(1, len(others)))
+                    progress.advance(task, 2)
+                results["modes"][str(mode)] = {
+                    "MRR@10": sum(rr) / len(rr),
+                    "recall@10": found / len(queries),
+                    "precision@10": sum(precision) / len(precision),
+                }
+        table = Table(
+            title=f"retrieval quality on bbc-news ({len(queries)} queries of {len(docs)} articles)"
+        )
+        for column in (
+            "mode",
+            "known-item MRR@10",
+            "known-item recall@10",
+            "category precision@10",
+        ):
+            table.add_column(column, justify="right")
+        for mode, figures in results["modes"].items():
+            table.add_row(
+                mode,
+                f"{figures['MRR@10']:.3f}",
+                f"{figures['recall@10']:.3f}",
+                f"{figures['precision@10']:.3f}",
+            )
+        table.add_row(
+            "baseline (FLAT semantic)",
+            f"{BASELINE['MRR@10']:.3f}",
+            f"{BASELINE['recall@10']:.3f}",
+            f"{BASELINE['precision@10']:.3f}",
+        )
+        console.print(table)
+        console.print(
+            "targets: recall@10 >= 0.995, MRR@10 >= 0.97 (known-item); precision@10 >= 0.89"
+        )
+        return results
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        workdir.cleanup()
