@@ -36,7 +36,8 @@ class DlqWriter:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = Producer(producer_config(settings, client_id="newsstream-dlq-sync"))
+        self._config = producer_config(settings, client_id="newsstream-dlq-sync")
+        self._producer = Producer(self._config)
         self._topic = settings.kafka_dlq_topic
 
     def send(self, items: list[tuple[Origin, str]], timeout_s: float = 30.0) -> None:
@@ -68,6 +69,13 @@ class DlqWriter:
                 on_delivery=on_delivery,
             )
         left = self._producer.flush(timeout_s)
+        if left:
+            # Unacknowledged past the timeout: start over with a new producer (an idempotent
+            # producer never recovers from a broker that lost its state), then let the caller
+            # retry the whole write.
+            self._producer.purge()
+            self._producer.poll(0)
+            self._producer = Producer(self._config)
         if left or failures:
             raise TransientError(f"DLQ write not acknowledged ({left} pending, {failures[:1]})")
 

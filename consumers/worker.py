@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from arroyo.commit import ONCE_PER_SECOND
+from arroyo.errors import ConsumerError
 from arroyo.processing import StreamProcessor
 from arroyo.types import Topic
 from confluent_kafka import KafkaException
@@ -71,11 +72,11 @@ class Worker:
         """Consume until :meth:`signal_shutdown`; reconnects after broker failures."""
         attempt = 0
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
                     self.processor.run()
                     return
-                except KafkaException as exc:
+                except (KafkaException, ConsumerError) as exc:
                     if self._stop.is_set():
                         return
                     attempt += 1
@@ -83,7 +84,17 @@ class Worker:
                     log.warning("Kafka failure (%s); reconnecting in %.1f s", exc, delay)
                     if self._stop.wait(delay):
                         return
+                    # A broker that lost its state (restart of an in-memory broker) lost the
+                    # topics too: re-create them with their partitions before consuming again.
+                    retry_transient(
+                        lambda: ensure_topics(self._settings),
+                        dependency="kafka",
+                        stop=self._stop,
+                        max_backoff_s=self._settings.worker_retry_max_backoff_s,
+                    )
                     self.processor = self._make_processor()
+        except Abandoned:
+            return  # stopped while waiting for the broker to come back
         finally:
             for close in self._closers:
                 try:
@@ -126,7 +137,10 @@ def build_worker(
     collection = settings.milvus_collection
 
     def upsert(rows: list[dict[str, Any]]) -> int:
-        return int(client.upsert(collection, rows)["upsert_count"])
+        # A per-call timeout turns a hung server into the retry/backoff path.
+        return int(
+            client.upsert(collection, rows, timeout=settings.milvus_timeout_s)["upsert_count"]
+        )
 
     if dedup is None:
         index = retry_transient(

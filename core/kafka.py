@@ -43,6 +43,9 @@ def producer_config(settings: Settings, client_id: str = "newsstream-producer") 
         "message.timeout.ms": 120_000,
         "queue.buffering.max.messages": 100_000,
         "reconnect.backoff.max.ms": 5_000,
+        # Topics are created by ensure_topics with their partitions and policies; a producer
+        # must never create one with the broker's defaults (e.g. after a broker restart).
+        "allow.auto.create.topics": False,
     }
     config.update(settings.kafka_producer_config)
     return config

@@ -34,7 +34,8 @@ class Publisher:
     """
 
     def __init__(self, settings: Settings, client_id: str = "newsstream-producer") -> None:
-        self._producer = Producer(producer_config(settings, client_id))
+        self._config = producer_config(settings, client_id)
+        self._producer = Producer(self._config)
         self._topic = settings.kafka_topic
         self._stop = threading.Event()
         self._reports = threading.Thread(
@@ -100,7 +101,24 @@ class Publisher:
         with lock:
             acknowledged = set(delivered)
         ENTRIES_PUBLISHED.inc(len(acknowledged))
+        if len(acknowledged) < len({a.id for a in articles}) and self.reachable():
+            self._rebuild()
         return acknowledged
+
+    def _rebuild(self) -> None:
+        """Replace a wedged producer with a fresh one.
+
+        After the broker lost its state (an in-memory broker restarted), an idempotent producer
+        keeps resending with a producer id the broker no longer knows (UNKNOWN_PRODUCER_ID) and
+        never delivers again. When messages time out while the broker answers metadata requests,
+        the queue is purged (those ids count as not delivered: the caller publishes them again)
+        and a new producer, with a new id, takes over.
+        """
+        old = self._producer
+        old.purge()
+        old.poll(0)
+        self._producer = Producer(self._config)
+        old.flush(0)
 
     def pending(self) -> int:
         """Messages in the local queue still waiting for a delivery report."""
