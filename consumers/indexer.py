@@ -202,6 +202,13 @@ class Indexer:
                 max_backoff_s=self._max_backoff_s,
             )
             STAGE_SECONDS.labels(Stage.RECORD).observe(time.monotonic() - started)
+        # Outcomes are tallied when the batch is done, together with its consumption: a batch
+        # abandoned at shutdown or given up at a rebalance is counted by whoever finishes it,
+        # so each worker's counters add up (consumed == indexed + duplicate + rejected + dlq).
+        self._tally.consumed(len(batch))
+        for item in batch:
+            if item.reject is not None:
+                self._tally.outcome(Outcome.REJECTED, reason=item.reject)
         self._tally.outcome(Outcome.INDEXED, len(indexed))
         self._tally.outcome(Outcome.DUPLICATE, superseded + len(duplicates))
         self._tally.outcome(Outcome.DLQ, len(poison))

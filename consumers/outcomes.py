@@ -1,5 +1,8 @@
 """The worker's outcome tally: every consumed message ends in exactly one outcome.
 
+Consumption is counted with the outcomes, when a batch is done (see ``consumers.indexer``), so
+a message that a worker gave up (rebalance, shutdown) is counted by the worker that finishes it.
+
 :class:`OutcomeTally` counts messages consumed and outcomes (indexed, duplicate,
 rejected by reason, dlq) both in Prometheus and in a local snapshot that the worker publishes
 as its status, so ``GET /stats`` and ``newsstream stats`` can show them per worker and in total.

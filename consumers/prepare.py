@@ -23,7 +23,7 @@ from consumers.outcomes import OutcomeTally
 from consumers.quality import check_quality
 from core.article import decode_article
 from core.errors import InvalidMessage
-from core.metrics import STAGE_SECONDS, Outcome, RejectReason, Stage
+from core.metrics import STAGE_SECONDS, RejectReason, Stage
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,14 @@ class Preparer:
         self._max_consecutive = max_consecutive_poison
         self._consecutive = 0
         self._poisoned = 0
+        self._seen = 0
         self._max_ratio = max_dlq_ratio
         self._ratio_min = ratio_min_messages
         self._max_bytes = max_message_bytes
         self._min_chars = min_text_chars
 
     def __call__(self, message: Message[KafkaPayload]) -> Prepared:
-        self._tally.consumed()
+        self._seen += 1
         payload = message.payload
         value = message.value
         origin = None
@@ -148,7 +149,6 @@ class Preparer:
         )
         STAGE_SECONDS.labels(Stage.QUALITY).observe(time.perf_counter() - cleaned)
         if reason is not None:
-            self._tally.outcome(Outcome.REJECTED, reason=reason)
             return Prepared(clean=None, reject=reason, produced_at_ms=produced_at)
         return Prepared(clean=clean, reject=None, produced_at_ms=produced_at, origin=origin)
 
@@ -157,7 +157,7 @@ class Preparer:
         self._poisoned += 1
         if self._consecutive > self._max_consecutive:
             raise DlqFlood(f"{self._consecutive} poison messages in a row ({exc})")
-        consumed, _ = self._tally.dlq_ratio()
+        consumed = self._seen
         ratio = self._poisoned / consumed if consumed else 0.0
         if consumed >= self._ratio_min and ratio > self._max_ratio:
             raise DlqFlood(

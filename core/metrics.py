@@ -94,7 +94,8 @@ FEEDS_POLLED = Counter("newsstream_feeds_polled_total", "Completed feed polls (a
 
 # --- worker ------------------------------------------------------------------------------------
 MESSAGES_CONSUMED = Counter(
-    "newsstream_messages_consumed_total", "Messages taken from the articles topic."
+    "newsstream_messages_consumed_total",
+    "Messages of the articles topic processed to an outcome (counted with their outcome).",
 )
 OUTCOMES = Counter(
     "newsstream_outcomes_total",
