@@ -70,6 +70,14 @@ class DedupStep(Protocol):
         ...
 
 
+class StoryStep(Protocol):
+    """What the indexer needs from story clustering (see ``consumers.stories``)."""
+
+    def assign(self, rows: list[dict[str, Any]]) -> None:
+        """Set ``story_id`` on rows about to be upserted."""
+        ...
+
+
 @dataclass(frozen=True)
 class IndexReport:
     """What one batch became."""
@@ -118,6 +126,7 @@ class Indexer:
         stop: threading.Event,
         dlq: DlqSink | None = None,
         dedup: DedupStep | None = None,
+        stories: StoryStep | None = None,
         max_backoff_s: float = 30.0,
         max_consecutive_poison: int = 100,
     ) -> None:
@@ -127,6 +136,7 @@ class Indexer:
         self._stop = stop
         self._dlq = dlq
         self._dedup = dedup
+        self._stories = stories
         self._max_backoff_s = max_backoff_s
         self._max_poison = max_consecutive_poison
         self._poison_streak = 0
@@ -175,6 +185,14 @@ class Indexer:
                 indexed.append(item)
         if poison:
             self._send_to_dlq(poison)
+        if rows and self._stories is not None:
+            stories = self._stories
+            retry_transient(
+                lambda: stories.assign(rows),
+                dependency="milvus",
+                stop=self._stop,
+                max_backoff_s=self._max_backoff_s,
+            )
         if rows:
             started = time.monotonic()
             retry_transient(

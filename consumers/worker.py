@@ -31,6 +31,7 @@ from consumers.dlq import DlqWriter
 from consumers.indexer import Abandoned, DedupStep, Indexer, retry_transient
 from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Preparer
+from consumers.stories import StoryAssigner
 from consumers.strategy import IndexingStrategyFactory
 from core.embedding import Embedder
 from core.errors import TransientError
@@ -159,6 +160,12 @@ def build_worker(
         stop=stop,
         dlq=dlq_writer,
         dedup=dedup,
+        stories=StoryAssigner(
+            client,
+            collection,
+            threshold=settings.story_threshold,
+            window_s=settings.dedup_window_hours * 3600,
+        ),
         max_backoff_s=settings.worker_retry_max_backoff_s,
         max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
     )

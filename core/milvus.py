@@ -168,6 +168,15 @@ def collection_has_bm25(client: MilvusClient, name: str) -> bool:
     return any(f["name"] == SPARSE_FIELD for f in fields)
 
 
+def quote_literal(value: str) -> str:
+    """A Milvus string literal that matches exactly ``value`` (backslash and quote escaped).
+
+    Callers validate what may reach an expression (see ``search_api.filters``); this only
+    escapes.
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def truncate_utf8(text: str, max_chars: int) -> str:
     """Cut ``text`` to at most ``max_chars`` characters (VARCHAR lengths are per character)."""
     return text if len(text) <= max_chars else text[:max_chars]

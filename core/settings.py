@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     dedup_claim_ttl_s: float = Field(
         900.0, gt=0, description="Lifetime of a claim that guards two workers racing on copies."
     )
+    story_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Cosine similarity at which an article joins its nearest recent story.",
+    )
     quality_min_words: int = Field(5, ge=0, description="Fewer words are rejected (too_short).")
     quality_allowed_languages: list[str] | None = Field(
         None, description="ISO 639-1 codes to keep; unset keeps every language."

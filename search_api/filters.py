@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.errors import InvalidRequest
+from core.milvus import quote_literal
 
 ALLOWED_FIELDS = frozenset({"source", "language", "feed_id", "published_at"})
 MAX_VALUES = 50
@@ -27,7 +28,7 @@ def quote(value: str) -> str:
         raise InvalidRequest(f"filter value longer than {MAX_VALUE_CHARS} characters")
     if _CONTROL.search(value):
         raise InvalidRequest("filter values may not contain control characters")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return quote_literal(value)
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,50 @@ def test_copies_are_duplicates_and_the_kept_article_lists_the_other_outlets(
             assert also == {"daily.example": exact.url, "gazette.example": near.url}
             assert api.get(f"/articles/{exact.id}").status_code == 404
     publisher.close()
+
+
+def test_same_story_in_other_words_shares_a_story_id_and_collapses(
+    make_settings: Any, embedder: Any
+) -> None:
+    settings = make_settings(worker_batch_time_s=1.0)
+    ensure_topics(settings)
+    first = _article(
+        "https://wire.example/quake",
+        "Strong earthquake hits southern Japan",
+        "A magnitude 7.1 earthquake struck off the southern coast of Japan on Monday, shaking "
+        "buildings in several cities and prompting a brief tsunami warning, officials said.",
+        "wire.example",
+    )
+    retold = _article(
+        "https://herald.example/japan-quake",
+        "Japan shaken by powerful offshore quake",
+        "Buildings swayed across southern Japan after a powerful offshore earthquake on Monday; "
+        "authorities briefly warned of a tsunami, and no major damage was reported so far.",
+        "herald.example",
+    )
+    unrelated = _article(
+        "https://money.example/rates", "Central bank holds rates", OTHER, "money.example"
+    )
+    publisher = Publisher(settings)
+    assert publisher.publish([first, unrelated]) == {first.id, unrelated.id}
+    with running_worker(settings, embedder):
+        wait_until(lambda: milvus_count(settings) == 2, 120, "the first articles indexed")
+        assert publisher.publish([retold]) == {retold.id}
+        wait_until(lambda: milvus_count(settings) == 3, 120, "the retold story indexed")
+        with TestClient(create_app(settings, embedder)) as api:
+            stored = {
+                a: api.get(f"/articles/{a}").json() for a in (first.id, retold.id, unrelated.id)
+            }
+            assert stored[retold.id]["story_id"] == stored[first.id]["story_id"] == first.id
+            assert stored[unrelated.id]["story_id"] == unrelated.id
+            body = api.get("/search", params={"q": "earthquake in Japan", "k": 5}).json()
+            ids = [r["id"] for r in body["results"]]
+            assert len({first.id, retold.id} & set(ids)) == 1, "one result per story"
+            top = body["results"][0]
+            assert top["story_id"] == first.id
+            assert {e["source"] for e in top["also_reported_by"]} == (
+                {"herald.example", "wire.example"} - {top["source"]}
+            )
+            loose = api.get("/search", params={"q": "earthquake in Japan", "collapse": "false"})
+            assert {first.id, retold.id} <= {r["id"] for r in loose.json()["results"]}
+    publisher.close()
