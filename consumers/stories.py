@@ -39,7 +39,11 @@ class StoryAssigner:
         ids = [row["id"] for row in rows]
         vectors = np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32)
         since = int(time.time() - self._window_s)
-        expr = f"ingested_at >= {since} and id not in [" + ", ".join(quote_literal(i) for i in ids) + "]"
+        expr = (
+            f"ingested_at >= {since} and id not in ["
+            + ", ".join(quote_literal(i) for i in ids)
+            + "]"
+        )
         found = self._client.search(
             self._collection,
             data=vectors.tolist(),

@@ -138,10 +138,10 @@ def build_worker(
     collection = settings.milvus_collection
 
     def upsert(rows: list[dict[str, Any]]) -> int:
-        # A per-call timeout turns a hung server into the retry/backoff path.
-        return int(
-            client.upsert(collection, rows, timeout=settings.milvus_timeout_s)["upsert_count"]
-        )
+        # No per-call timeout: a gRPC deadline hit while the server is stopped left the client
+        # unable to reconnect (measured); a blocked call resumes when the server does, while
+        # the bounded queue in front of this step makes arroyo pause the partitions.
+        return int(client.upsert(collection, rows)["upsert_count"])
 
     if dedup is None:
         index = retry_transient(

@@ -111,7 +111,7 @@ def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
 
 def milvus_count(settings: Settings) -> int:
     """Rows in the test collection at Strong consistency."""
-    client = MilvusClient(uri=settings.milvus_uri or "")
+    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
     try:
         if not client.has_collection(settings.milvus_collection):
             return 0
@@ -128,7 +128,7 @@ def milvus_count(settings: Settings) -> int:
 
 def milvus_ids(settings: Settings) -> set[str]:
     """Every id in the test collection at Strong consistency."""
-    client = MilvusClient(uri=settings.milvus_uri or "")
+    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
     try:
         ids: set[str] = set()
         iterator = client.query_iterator(

@@ -151,7 +151,7 @@ def test_same_id_twice_in_a_batch_and_a_republished_article_keep_one_row(
 
         from search_api.searcher import Searcher
 
-        client = MilvusClient(uri=settings.milvus_uri or "")
+        client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
         row = Searcher(settings, client, embedder).get(ident)
         assert row is not None and row["title"] == "Storm reaches the coast"
         _publish(settings, [v3])

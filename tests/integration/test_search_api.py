@@ -83,7 +83,7 @@ def _rows(embedder: Any) -> list[dict[str, Any]]:
 @pytest.fixture
 def indexed(make_settings: Any, embedder: Any) -> Iterator[tuple[Settings, list[dict[str, Any]]]]:
     settings = make_settings(api_search_events=False)
-    client = MilvusClient(uri=settings.milvus_uri or "")
+    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
     ensure_collection(client, settings, embedder.dimension)
     rows = _rows(embedder)
     assert client.upsert(settings.milvus_collection, rows)["upsert_count"] == len(rows)
