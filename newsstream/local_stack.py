@@ -8,7 +8,11 @@ messages and committed offsets); Milvus Lite keeps its data in ``<data dir>/milv
 from __future__ import annotations
 
 import socket
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ConfigurationError
@@ -74,3 +78,26 @@ def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> bool:
         except OSError:
             time.sleep(0.1)
     return False
+
+
+@contextmanager
+def throwaway_milvus(uri: str | None = None, timeout_s: float = 60) -> Iterator[str]:
+    """``uri`` when given; otherwise a Milvus Lite server on a temporary data dir, stopped and
+    deleted on exit (for benchmarks and evaluations that must not touch the user's data)."""
+    if uri is not None:
+        yield uri
+        return
+    with tempfile.TemporaryDirectory(prefix="newsstream-milvus-") as workdir:
+        port = free_port()
+        server = subprocess.Popen(
+            milvus_lite_command(Path(workdir) / "milvus", port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            if not wait_for_port(port, timeout_s):
+                raise RuntimeError("Milvus Lite did not start")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(10)

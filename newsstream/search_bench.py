@@ -11,8 +11,6 @@ the same vectors is measured on the query set. Prints a table, returns the figur
 from __future__ import annotations
 
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +27,7 @@ from rich.table import Table
 from core.embedding import Embedder
 from core.milvus import VECTOR_FIELD, ensure_collection
 from core.settings import Settings
-from newsstream.local_stack import free_port, milvus_lite_command, wait_for_port
+from newsstream.local_stack import free_port, throwaway_milvus, wait_for_port
 
 QUERIES = [
     "election results",
@@ -165,23 +163,11 @@ def run_search_bench(
     from search_api.app import create_app
 
     console = console or Console()
-    server: subprocess.Popen[bytes] | None = None
-    workdir = tempfile.TemporaryDirectory(prefix="newsstream-bench-")
-    try:
-        if milvus_uri is None:
-            port = free_port()
-            server = subprocess.Popen(
-                milvus_lite_command(Path(workdir.name) / "milvus", port),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            if not wait_for_port(port, 60):
-                raise RuntimeError("Milvus Lite did not start")
-            milvus_uri = f"http://127.0.0.1:{port}"
+    with throwaway_milvus(milvus_uri) as milvus_uri:
         settings = Settings(
             milvus_uri=milvus_uri,
             milvus_collection=f"bench_{n}",
-            data_dir=Path(workdir.name),
+            data_dir=Settings().data_dir,
             api_rate_limit_per_minute=0,
             api_search_events=False,
         )
@@ -255,8 +241,3 @@ def run_search_bench(
             f"recall@10 vs exact: {result['recall_at_10']:.3f}; fill {fill_s:.0f} s ({result['inserts_per_s']:.0f} rows/s)"
         )
         return result
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        workdir.cleanup()

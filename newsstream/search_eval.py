@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from core.embedding import Embedder
 from core.metrics import SearchMode
 from core.milvus import VECTOR_FIELD, ensure_collection
 from core.settings import Settings
-from newsstream.local_stack import free_port, milvus_lite_command, wait_for_port
+from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
 from search_api.searcher import Searcher
 
@@ -70,19 +68,7 @@ def run_search_eval(
     """Index bbc-news and measure each mode (see the module docstring)."""
     console = console or Console()
     docs = _load(data_dir / "eval" / "bbc-news")
-    workdir = tempfile.TemporaryDirectory(prefix="newsstream-eval-")
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        if milvus_uri is None:
-            port = free_port()
-            server = subprocess.Popen(
-                milvus_lite_command(Path(workdir.name) / "milvus", port),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            if not wait_for_port(port, 60):
-                raise RuntimeError("Milvus Lite did not start")
-            milvus_uri = f"http://127.0.0.1:{port}"
+    with throwaway_milvus(milvus_uri) as milvus_uri:
         settings = Settings(
             milvus_uri=milvus_uri, milvus_collection="eval_bbc", data_dir=Settings().data_dir
         )
@@ -185,8 +171,3 @@ def run_search_eval(
             "targets: recall@10 >= 0.995, MRR@10 >= 0.97 (known-item); precision@10 >= 0.89"
         )
         return results
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        workdir.cleanup()

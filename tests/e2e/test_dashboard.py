@@ -5,17 +5,15 @@ searches from the box and saves a screenshot to ``test-artifacts/dashboard.png``
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from probes import wait_until
+from up_process import start_up, wait_for_api
 
 pytestmark = pytest.mark.e2e
 
@@ -42,35 +40,9 @@ def test_dashboard_shows_live_data_and_searches(news_feeds_dir: Path, tmp_path: 
     pytest.importorskip("playwright.sync_api", reason="PyPI playwright is not installed")
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
-    env["NEWSSTREAM_DATA_DIR"] = str(tmp_path / "data")
-    env["NEWSSTREAM_API_PORT"] = "0"
-    log_path = tmp_path / "up.log"
-    with open(log_path, "wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "newsstream", "up", "--replay", str(news_feeds_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    up, log_path = start_up(news_feeds_dir, tmp_path)
     try:
-        api = ""
-
-        def api_line() -> bool:
-            nonlocal api
-            match = re.search(r"^(http://127\.0\.0\.1:\d+)$", log_path.read_text(), re.M)
-            api = match.group(1) if match else ""
-            return bool(api)
-
-        wait_until(api_line, 90, "the API base URL line")
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{api}/readyz", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 180, "/readyz to answer 200")
+        api = wait_for_api(log_path)
         _check_in_browser(api, tmp_path)
     finally:
         up.send_signal(signal.SIGTERM)

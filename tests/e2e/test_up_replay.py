@@ -6,8 +6,6 @@ child process within 10 s and leave none behind.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from probes import wait_until
+from up_process import start_up, up_env, wait_for_api
 
 pytestmark = pytest.mark.e2e
 
@@ -53,36 +52,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
-    env["NEWSSTREAM_DATA_DIR"] = str(tmp_path / "data")
-    env["NEWSSTREAM_API_PORT"] = "0"
-    log_path = tmp_path / "up.log"
     started = time.monotonic()
-    with open(log_path, "wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "newsstream", "up", "--replay", str(news_feeds_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    up, log_path = start_up(news_feeds_dir, tmp_path)
     try:
-        api = ""
-
-        def api_line() -> bool:
-            nonlocal api
-            match = re.search(r"^(http://127\.0\.0\.1:\d+)$", log_path.read_text(), re.M)
-            api = match.group(1) if match else ""
-            return bool(api)
-
-        wait_until(api_line, 90, "the API base URL line")
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{api}/readyz", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 180, "/readyz to answer 200")
+        api = wait_for_api(log_path)
         assert httpx.get(f"{api}/healthz", timeout=5).json() == {"status": "ok"}
 
         def has_results() -> bool:
@@ -100,7 +73,7 @@ def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_pat
             [sys.executable, "-m", "newsstream", "search", "election results", "--k", "3"],
             capture_output=True,
             text=True,
-            env=env,
+            env=up_env(tmp_path),
             timeout=120,
         )
         assert cli.returncode == 0, cli.stderr
