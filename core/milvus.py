@@ -46,6 +46,28 @@ SPARSE_FIELD = "sparse"
 VECTOR_FIELD = "embedding"
 
 
+#: gRPC keepalive for every Milvus channel. pymilvus pings every 10 s, even with no call in
+#: flight; a gRPC server with default settings (Milvus Lite's is one) tolerates a ping only every
+#: 5 minutes without data and answers repeated early pings with GOAWAY "too many pings", which
+#: fails the calls then in flight with UNAVAILABLE. Pinging every 6 minutes, and only while a call
+#: is active, satisfies both Milvus Lite and Milvus servers (which allow pings every 5 s); a dead
+#: server is still detected by each call's own timeout.
+GRPC_OPTIONS: dict[str, Any] = {
+    "grpc.keepalive_time_ms": 360_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": False,
+}
+
+
+def connect(uri: str, token: str = "", timeout: float | None = 60) -> MilvusClient:
+    """A :class:`MilvusClient` for ``uri`` with :data:`GRPC_OPTIONS`; raises what pymilvus raises.
+
+    pymilvus shares one channel per address and token inside a process, so every client of the
+    process must come from here for the options to hold.
+    """
+    return MilvusClient(uri=uri, token=token, timeout=timeout, grpc_options=GRPC_OPTIONS)
+
+
 def milvus_client(settings: Settings) -> MilvusClient:
     """Connect to the configured Milvus; raises :class:`TransientError` if it does not answer."""
     if not settings.milvus_uri:
@@ -55,7 +77,7 @@ def milvus_client(settings: Settings) -> MilvusClient:
         )
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
     try:
-        return MilvusClient(uri=settings.milvus_uri, token=token, timeout=settings.milvus_timeout_s)
+        return connect(settings.milvus_uri, token=token, timeout=settings.milvus_timeout_s)
     except MilvusException as exc:
         raise TransientError(f"Milvus at {settings.milvus_uri} unreachable: {exc}") from exc
 

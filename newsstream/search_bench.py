@@ -25,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.embedding import Embedder
-from core.milvus import VECTOR_FIELD, ensure_collection
+from core.milvus import VECTOR_FIELD, connect, ensure_collection
 from core.settings import Settings
 from newsstream.local_stack import free_port, throwaway_milvus, wait_for_port
 
@@ -174,7 +174,7 @@ def run_search_bench(
         embedder = Embedder(settings)
         texts = _texts(data_dir)
         base = embedder.embed(texts)
-        client = MilvusClient(uri=milvus_uri)
+        client = connect(milvus_uri)
         if client.has_collection(settings.milvus_collection):
             client.drop_collection(settings.milvus_collection)
         ensure_collection(client, settings, embedder.dimension)

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymilvus import MilvusClient
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from core.embedding import Embedder
 from core.metrics import SearchMode
-from core.milvus import VECTOR_FIELD, ensure_collection
+from core.milvus import VECTOR_FIELD, connect, ensure_collection
 from core.settings import Settings
 from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
@@ -73,7 +72,7 @@ def run_search_eval(
             milvus_uri=milvus_uri, milvus_collection="eval_bbc", data_dir=Settings().data_dir
         )
         embedder = Embedder(settings)
-        client = MilvusClient(uri=milvus_uri)
+        client = connect(milvus_uri)
         if client.has_collection(settings.milvus_collection):
             client.drop_collection(settings.milvus_collection)
         ensure_collection(client, settings, embedder.dimension)

@@ -16,8 +16,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
-from pymilvus import MilvusClient
+from pymilvus import MilvusException
 
+from core.milvus import connect
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -109,9 +110,29 @@ def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
     wait_until(lambda: total_lag(settings) == 0, timeout_s, "the worker group to reach lag 0")
 
 
+def _retrying(probe: Callable[[], T], attempts: int = 3, pause_s: float = 2.0) -> T:
+    """Run a Milvus probe, again after a pause when the connection fails (a busy Milvus Lite
+    server can drop a channel); the last failure propagates."""
+    for _ in range(attempts - 1):
+        try:
+            return probe()
+        except MilvusException:
+            time.sleep(pause_s)
+    return probe()
+
+
 def milvus_count(settings: Settings) -> int:
     """Rows in the test collection at Strong consistency."""
-    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
+    return _retrying(lambda: _milvus_count(settings))
+
+
+def milvus_ids(settings: Settings) -> set[str]:
+    """Every id in the test collection at Strong consistency."""
+    return _retrying(lambda: _milvus_ids(settings))
+
+
+def _milvus_count(settings: Settings) -> int:
+    client = connect(settings.milvus_uri or "")
     try:
         if not client.has_collection(settings.milvus_collection):
             return 0
@@ -126,9 +147,8 @@ def milvus_count(settings: Settings) -> int:
         client.close()
 
 
-def milvus_ids(settings: Settings) -> set[str]:
-    """Every id in the test collection at Strong consistency."""
-    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
+def _milvus_ids(settings: Settings) -> set[str]:
+    client = connect(settings.milvus_uri or "")
     try:
         ids: set[str] = set()
         iterator = client.query_iterator(

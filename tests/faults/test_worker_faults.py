@@ -147,11 +147,10 @@ def test_same_id_twice_in_a_batch_and_a_republished_article_keep_one_row(
     _publish(settings, [v1, v2])
     with running_worker(settings, embedder):
         _assert_oracle(settings, {ident})
-        from pymilvus import MilvusClient
-
+        from core.milvus import connect
         from search_api.searcher import Searcher
 
-        client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
+        client = connect(settings.milvus_uri or "")
         row = Searcher(settings, client, embedder).get(ident)
         assert row is not None and row["title"] == "Storm reaches the coast"
         _publish(settings, [v3])

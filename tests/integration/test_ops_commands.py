@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from pymilvus import MilvusClient
 from typer.testing import CliRunner
 
 from core.kafka import ensure_topics
+from core.milvus import connect
 from core.settings import Settings
 from newsstream.cli import app
 
@@ -132,7 +132,7 @@ def test_reconcile_requeues_a_row_deleted_from_milvus(make_settings: Any, embedd
         assert clean["not_article_ids"] == 1
 
         lost = articles[7].id
-        client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
+        client = connect(settings.milvus_uri or "")
         client.delete(settings.milvus_collection, ids=[lost])
         client.close()
         dry = _cli_json(settings, "reconcile", "--dry-run")

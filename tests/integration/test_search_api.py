@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from pymilvus import MilvusClient
 
 from core.ids import article_id
-from core.milvus import ensure_collection
+from core.milvus import connect, ensure_collection
 from core.settings import Settings
 from search_api.app import create_app
 
@@ -83,7 +82,7 @@ def _rows(embedder: Any) -> list[dict[str, Any]]:
 @pytest.fixture
 def indexed(make_settings: Any, embedder: Any) -> Iterator[tuple[Settings, list[dict[str, Any]]]]:
     settings = make_settings(api_search_events=False)
-    client = MilvusClient(uri=settings.milvus_uri or "", timeout=60)
+    client = connect(settings.milvus_uri or "")
     ensure_collection(client, settings, embedder.dimension)
     rows = _rows(embedder)
     assert client.upsert(settings.milvus_collection, rows)["upsert_count"] == len(rows)
