@@ -7,10 +7,16 @@
   rebalance timeout, which the local broker waits out on every join).
 
 ``settings.kafka_*_config`` is a plain librdkafka passthrough applied last.
+
+librdkafka's own log lines (for example "Connect to ... failed: Connection refused" while a
+broker is down) go to the ``newsstream.librdkafka`` logger instead of raw stderr, so they carry
+the process's log format and can be filtered like any other logger. They are delivered from the
+client's ``poll()``, which every long-lived newsstream client calls.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -20,6 +26,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from core.errors import ConfigurationError, TransientError
 from core.settings import Settings
+
+#: Receives librdkafka's log lines from every client built by this module.
+LIBRDKAFKA_LOGGER = logging.getLogger("newsstream.librdkafka")
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -46,6 +55,7 @@ def producer_config(settings: Settings, client_id: str = "newsstream-producer") 
         # Topics are created by ensure_topics with their partitions and policies; a producer
         # must never create one with the broker's defaults (e.g. after a broker restart).
         "allow.auto.create.topics": False,
+        "logger": LIBRDKAFKA_LOGGER,
     }
     config.update(settings.kafka_producer_config)
     return config
@@ -69,6 +79,7 @@ def consumer_config(settings: Settings, group_id: str | None = None) -> dict[str
         # and commits what Milvus acknowledged before the partitions go.
         "partition.assignment.strategy": "roundrobin",
         "reconnect.backoff.max.ms": 5_000,
+        "logger": LIBRDKAFKA_LOGGER,
     }
     config.update(settings.kafka_consumer_config)
     return config

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from core.errors import TransientError
-from core.kafka import producer_config
+from core.kafka import LIBRDKAFKA_LOGGER, producer_config
 from core.settings import Settings
 
 STATUS_KINDS = ("worker", "feed", "producer", "trends")
@@ -87,6 +87,7 @@ def read_status(settings: Settings, kind: str, timeout_s: float = 5.0) -> dict[s
             "group.id": f"newsstream-status-reader-{uuid.uuid4().hex[:6]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "logger": LIBRDKAFKA_LOGGER,
         }
     )
     latest: dict[str, dict[str, Any]] = {}
