@@ -1,0 +1,83 @@
+"""The Dockerfile: installs the pyproject package list (and the CPU torch) and no other, copies
+every package pyproject builds, runs offline as a non-root user.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy_files import (
+    PYPROJECT,
+    TORCH_CPU_INDEX,
+    dockerfile,
+    dockerfile_env,
+    pip_installs,
+    pyproject,
+    requirement_name,
+    shell_commands,
+)
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def test_dockerfile_installs_the_pyproject_package_list_and_no_other() -> None:
+    installs = pip_installs()
+    assert len(installs) == 2, f"expected `pip install` of torch and of `.`, found {installs}"
+    torch_args, package_args = installs
+    # 1. torch, CPU build, with the requirement read from pyproject.toml (not hand-written)
+    assert torch_args[:2] == ["--index-url", TORCH_CPU_INDEX], torch_args
+    assert torch_args[2] == "-r" and len(torch_args) == 4, torch_args
+    # 2. the package itself, no extras (the `local` extra stays out of images), no other names
+    assert package_args == ["."], f"install the package from pyproject.toml only: {package_args}"
+
+
+def test_dockerfile_torch_requirement_is_the_one_in_pyproject(tmp_path: Path) -> None:
+    """Run the Dockerfile's own extraction command on our pyproject.toml."""
+    (torch_args, _) = pip_installs()
+    requirements_file = torch_args[3]
+    producer = None
+    for inst in dockerfile():
+        if inst.keyword == "RUN" and requirements_file in inst.args:
+            producer = inst.args
+    assert producer is not None
+    argv = next(shell_commands(producer))
+    assert argv[:2] == ["python", "-c"] and "pyproject.toml" in argv[2], argv
+    shutil.copy(PYPROJECT, tmp_path / "pyproject.toml")
+    result = subprocess.run(
+        [sys.executable, "-c", argv[2]], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    expected = [d for d in pyproject()["project"]["dependencies"] if requirement_name(d) == "torch"]
+    assert expected, "pyproject.toml no longer lists torch"
+    assert result.stdout.split() == expected
+
+
+def test_dockerfile_copies_every_package_pyproject_builds() -> None:
+    copied = set()
+    for inst in dockerfile():
+        if inst.keyword == "COPY" and "--from" not in inst.args:
+            copied |= {Path(src).as_posix().rstrip("/") for src in shlex.split(inst.args)[:-1]}
+    config = pyproject()
+    patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*").rstrip(".") for p in patterns}
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+    assert {"pyproject.toml", config["project"]["readme"]} <= copied
+
+
+def test_dockerfile_runs_newsstream_offline_as_a_non_root_user() -> None:
+    instructions = dockerfile()
+    bases = [i.args.split()[0] for i in instructions if i.keyword == "FROM"]
+    assert bases and all(b == "python:3.11-slim" for b in bases), bases
+    final = max(i.stage for i in instructions)
+    users = [i.args for i in instructions if i.keyword == "USER" and i.stage == final]
+    assert users and users[-1] not in ("root", "0"), "containers must not run as root"
+    entrypoint = [i.args for i in instructions if i.keyword == "ENTRYPOINT"]
+    assert entrypoint and json.loads(entrypoint[-1]) == ["newsstream"]
+    env = dockerfile_env()
+    assert env.get("HF_HUB_OFFLINE") == "1", "the baked model must load without a model hub"
+    assert env.get("NEWSSTREAM_API_HOST") == "0.0.0.0"
