@@ -1,0 +1,182 @@
+"""BM25 keyword search in SQLite FTS5, for Milvus servers that have no BM25 of their own.
+
+Milvus before 2.5 (the PyPI ``milvus`` 2.3.5 server among them) has no sparse vectors, so
+keyword and hybrid search need an index beside it. This one lives in one SQLite file in the
+data dir, shared by every process of one machine (WAL mode: the workers write, the API reads):
+
+- ``upsert`` replaces the title, text and filter fields of each article id (last write wins),
+  in one transaction; the worker calls it after Milvus acknowledged the same rows and before
+  it commits the offsets, so the index never misses an acknowledged article.
+- ``search`` turns any user text into a plain OR of quoted terms (no FTS5 syntax from the
+  user reaches SQLite; every value is a bound parameter), ranks by BM25 with the title weighted
+  above the body, and applies the same filters as the Milvus expression (sources, language,
+  feeds, publish-time range).
+
+Scores are BM25 scores as positive numbers (higher is better), comparable within one query.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+#: Terms kept from a query (the rest are dropped): bounds the cost of one MATCH.
+MAX_QUERY_TERMS = 32
+#: BM25 weight of a title match relative to a body match.
+TITLE_WEIGHT = 2.0
+
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    feed_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    published_at INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
+    title, text, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+"""
+
+
+@dataclass(frozen=True)
+class KeywordDoc:
+    """What the keyword index keeps of one article."""
+
+    id: str
+    title: str
+    text: str
+    source: str
+    feed_id: str
+    language: str
+    published_at: int
+
+
+class Filters(Protocol):
+    """The filters a keyword search honours (``search_api.filters.SearchFilters`` is one):
+    empty lists and None mean no restriction; the time bounds are inclusive epoch seconds."""
+
+    @property
+    def sources(self) -> Sequence[str]: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def feeds(self) -> Sequence[str]: ...
+    @property
+    def since(self) -> int | None: ...
+    @property
+    def until(self) -> int | None: ...
+
+
+def match_expression(query: str) -> str | None:
+    """The FTS5 MATCH text for ``query``: its word terms, each quoted, joined by OR.
+
+    Returns None when the query has no word characters. The quoting makes every term a plain
+    string (FTS5 operators such as ``NEAR``, ``*``, ``:`` or ``-`` typed by a user are text).
+    """
+    terms: list[str] = []
+    for term in _TERM.findall(query.lower()):
+        if term not in terms:
+            terms.append(term)
+        if len(terms) == MAX_QUERY_TERMS:
+            break
+    if not terms:
+        return None
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+class KeywordIndex:
+    """The FTS5 index in one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def upsert(self, docs: Iterable[KeywordDoc]) -> int:
+        """Index ``docs`` (replacing earlier versions of the same ids); returns how many."""
+        count = 0
+        with self._lock, self._db:
+            for doc in docs:
+                row = self._db.execute("SELECT rowid FROM docs WHERE id = ?", (doc.id,)).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", (row[0],))
+                    self._db.execute(
+                        "UPDATE docs SET source = ?, feed_id = ?, language = ?, published_at = ?"
+                        " WHERE rowid = ?",
+                        (doc.source, doc.feed_id, doc.language, doc.published_at, row[0]),
+                    )
+                    rowid = row[0]
+                else:
+                    cursor = self._db.execute(
+                        "INSERT INTO docs (id, source, feed_id, language, published_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (doc.id, doc.source, doc.feed_id, doc.language, doc.published_at),
+                    )
+                    rowid = cursor.lastrowid
+                self._db.execute(
+                    "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)",
+                    (rowid, doc.title, doc.text),
+                )
+                count += 1
+        return count
+
+    def search(
+        self, query: str, *, limit: int, filters: Filters | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``limit`` best (id, score) pairs for ``query`` under ``filters``, best first."""
+        match = match_expression(query)
+        if match is None or limit <= 0:
+            return []
+        clauses, params = _filter_sql(filters) if filters is not None else ([], [])
+        sql = (
+            "SELECT docs.id, bm25(docs_fts, ?, 1.0) AS rank FROM docs_fts"
+            " JOIN docs ON docs.rowid = docs_fts.rowid"
+            " WHERE docs_fts MATCH ?"
+            + "".join(f" AND {clause}" for clause in clauses)
+            + " ORDER BY rank LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
+        # FTS5's bm25() is lower-is-better (negative); flip it so higher is better.
+        return [(str(ident), -float(rank)) for ident, rank in rows]
+
+    def count(self) -> int:
+        """Articles in the index."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _filter_sql(filters: Filters) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, values in (("source", filters.sources), ("feed_id", filters.feeds)):
+        if values:
+            clauses.append(f"docs.{column} IN ({', '.join('?' for _ in values)})")
+            params.extend(values)
+    if filters.language:
+        clauses.append("docs.language = ?")
+        params.append(filters.language)
+    if filters.since is not None:
+        clauses.append("docs.published_at >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("docs.published_at <= ?")
+        params.append(filters.until)
+    return clauses, params
