@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # docker-compose and prometheus (validators of the deployment files).
 DEBS := redis-server chromium docker-compose prometheus
 
-.PHONY: run test check bench install install-dev debs clean
+.PHONY: run test test-server check bench install install-dev debs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ check: $(DEV_STAMP)
 
 test: $(DEV_STAMP) debs check
 	$(PY) -m pytest -q -ra
+
+# The integration and fault layers against the PyPI `milvus` 2.3 server (the default of `up`)
+# instead of Milvus Lite; `make test` runs them on Lite and the e2e layer on the server.
+test-server: $(DEV_STAMP) debs
+	NEWSSTREAM_TEST_MILVUS=server $(PY) -m pytest -q -ra tests/integration tests/faults
 
 bench: $(DEV_STAMP)
 	$(VENV)/bin/newsstream bench all

@@ -24,7 +24,7 @@ from pymilvus import MilvusClient, MilvusException
 
 from consumers.prepare import Prepared
 from core.metrics import DEDUP_INDEX_SIZE
-from core.milvus import VECTOR_FIELD
+from core.milvus import VECTOR_FIELD, decode_sources, encode_sources
 from core.settings import Settings
 from dedup.index import DedupIndex, IndexParams, Verdict
 from dedup.lsh import LshParams
@@ -89,6 +89,7 @@ def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
         batch_size=1000,
         filter=f"ingested_at >= {int(since)}",
         output_fields=["id", "text", "ingested_at"],
+        consistency_level="Strong",
     )
     while True:
         batch = iterator.next()
@@ -159,18 +160,25 @@ def milvus_annotator(
     """Adds sources to a stored article's ``also_reported_by`` (read, merge, upsert the row)."""
 
     def annotate(kept_id: str, sources: list[dict[str, str]]) -> None:
-        rows = client.get(collection, ids=[kept_id], output_fields=["*", VECTOR_FIELD])
+        # Strong: the kept article may have been upserted a moment ago (even in this batch),
+        # and a Milvus server serves Bounded reads a graceful time behind the writes.
+        rows = client.get(
+            collection,
+            ids=[kept_id],
+            output_fields=["*", VECTOR_FIELD],
+            consistency_level="Strong",
+        )
         if not rows:
             return  # the kept article left the collection; nothing to annotate
         row = dict(rows[0])
         row.pop("sparse", None)  # computed by the BM25 function, never written
-        known = list(row.get("also_reported_by") or [])
-        urls = {entry.get("url") for entry in known if isinstance(entry, dict)}
+        known = decode_sources(row.get("also_reported_by"))
+        urls = {entry.get("url") for entry in known}
         for source in sources:
             if source["url"] not in urls and source["url"] != row.get("url"):
                 known.append(source)
                 urls.add(source["url"])
-        row["also_reported_by"] = known[:MAX_ALSO_REPORTED]
+        row["also_reported_by"] = encode_sources(known[:MAX_ALSO_REPORTED])
         row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
         client.upsert(collection, [row])
 

@@ -41,7 +41,7 @@ from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
 from core.ids import content_hash
 from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, Outcome, Stage
-from core.milvus import TEXT_MAX, TITLE_MAX, truncate_utf8
+from core.milvus import TEXT_MAX, TITLE_MAX, encode_sources, truncate_utf8
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class Indexer:
             "story_id": article.id,
             "model": self._embedder.model_name,
             "content_hash": content_hash(text),
-            "also_reported_by": [],
+            "also_reported_by": encode_sources([]),
         }
         if self._dedup is not None:
             row.update(self._dedup.extra_fields(item))

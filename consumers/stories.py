@@ -52,6 +52,8 @@ class StoryAssigner:
             filter=expr,
             output_fields=["story_id"],
             search_params={"metric_type": "COSINE", "params": {"ef": 32}},
+            # Stories written by the previous batch a moment ago must be found.
+            consistency_level="Strong",
         )
         for n, row in enumerate(rows):
             best_score, best_story = self._threshold, ""

@@ -33,11 +33,12 @@ from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Preparer
 from consumers.stories import StoryAssigner
 from consumers.strategy import IndexingStrategyFactory
+from core.article_writer import ArticleWriter
 from core.embedding import Embedder
 from core.errors import TransientError
 from core.kafka import consumer_config, ensure_topics, group_lag
 from core.metrics import CONSUMER_LAG, partition_label
-from core.milvus import ensure_collection, milvus_client
+from core.milvus import milvus_client
 from core.settings import Settings
 from core.status import StatusPublisher, new_instance_id
 
@@ -129,19 +130,22 @@ def build_worker(
         stop=stop,
         max_backoff_s=settings.worker_retry_max_backoff_s,
     )
+    # Upserts carry no per-call timeout: a gRPC deadline hit while the server is stopped left
+    # the client unable to reconnect (measured); a blocked call resumes when the server does,
+    # while the bounded queue in front of the step makes arroyo pause the partitions.
+    writer: ArticleWriter = retry_transient(
+        lambda: ArticleWriter.open(client, settings, embedder.dimension),
+        dependency="milvus",
+        stop=stop,
+        max_backoff_s=settings.worker_retry_max_backoff_s,
+    )
     retry_transient(
-        lambda: ensure_collection(client, settings, embedder.dimension),
+        writer.catch_up,
         dependency="milvus",
         stop=stop,
         max_backoff_s=settings.worker_retry_max_backoff_s,
     )
     collection = settings.milvus_collection
-
-    def upsert(rows: list[dict[str, Any]]) -> int:
-        # No per-call timeout: a gRPC deadline hit while the server is stopped left the client
-        # unable to reconnect (measured); a blocked call resumes when the server does, while
-        # the bounded queue in front of this step makes arroyo pause the partitions.
-        return int(client.upsert(collection, rows)["upsert_count"])
 
     if dedup is None:
         index = retry_transient(
@@ -155,7 +159,7 @@ def build_worker(
     dlq_writer = DlqWriter(settings)
     indexer = Indexer(
         embedder=embedder,
-        upsert=upsert,
+        upsert=writer.upsert,
         tally=tally,
         stop=stop,
         dlq=dlq_writer,

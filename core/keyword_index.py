@@ -20,10 +20,13 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from core.errors import TransientError
+from core.settings import Settings
 
 #: Terms kept from a query (the rest are dropped): bounds the cost of one MATCH.
 MAX_QUERY_TERMS = 32
@@ -106,7 +109,15 @@ class KeywordIndex:
         self._db.executescript(_SCHEMA)
 
     def upsert(self, docs: Iterable[KeywordDoc]) -> int:
-        """Index ``docs`` (replacing earlier versions of the same ids); returns how many."""
+        """Index ``docs`` (replacing earlier versions of the same ids) in one transaction;
+        returns how many. A busy or failing database raises :class:`TransientError` with
+        nothing written."""
+        try:
+            return self._upsert(docs)
+        except sqlite3.OperationalError as exc:
+            raise TransientError(f"keyword index {self.path}: {exc}") from exc
+
+    def _upsert(self, docs: Iterable[KeywordDoc]) -> int:
         count = 0
         with self._lock, self._db:
             for doc in docs:
@@ -134,12 +145,20 @@ class KeywordIndex:
         return count
 
     def search(
-        self, query: str, *, limit: int, filters: Filters | None = None
+        self,
+        query: str,
+        *,
+        limit: int,
+        filters: Filters | None = None,
+        titles_only: bool = False,
     ) -> list[tuple[str, float]]:
-        """The ``limit`` best (id, score) pairs for ``query`` under ``filters``, best first."""
+        """The ``limit`` best (id, score) pairs for ``query`` under ``filters``, best first;
+        with ``titles_only``, matched and ranked on the titles alone."""
         match = match_expression(query)
         if match is None or limit <= 0:
             return []
+        if titles_only:
+            match = f"title : ({match})"
         clauses, params = _filter_sql(filters) if filters is not None else ([], [])
         sql = (
             "SELECT docs.id, bm25(docs_fts, ?, 1.0) AS rank FROM docs_fts"
@@ -180,3 +199,47 @@ def _filter_sql(filters: Filters) -> tuple[list[str], list[object]]:
         clauses.append("docs.published_at <= ?")
         params.append(filters.until)
     return clauses, params
+
+
+def keyword_index_path(settings: Settings) -> Path:
+    """Where the keyword index of the configured collection lives (one file per collection)."""
+    return settings.data_dir / "keywords" / f"{settings.milvus_collection}.sqlite"
+
+
+def doc_from_row(row: Mapping[str, Any]) -> KeywordDoc:
+    """The keyword document of an articles-collection row (as the worker upserts it)."""
+    return KeywordDoc(
+        id=str(row["id"]),
+        title=str(row.get("title") or ""),
+        text=str(row.get("text") or ""),
+        source=str(row.get("source") or ""),
+        feed_id=str(row.get("feed_id") or ""),
+        language=str(row.get("language") or ""),
+        published_at=int(row.get("published_at") or 0),
+    )
+
+
+def fill_from_milvus(index: KeywordIndex, client: Any, collection: str, batch: int = 1000) -> int:
+    """Index every row of ``collection`` when the index holds fewer ids than Milvus does (a new
+    or lost index file beside an existing collection); returns the rows indexed (0 when the
+    index was complete). ``client`` is a ``pymilvus.MilvusClient``."""
+    total = client.query(
+        collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+    )[0]["count(*)"]
+    if index.count() >= int(total):
+        return 0
+    fields = ["id", "title", "text", "source", "feed_id", "language", "published_at"]
+    iterator = client.query_iterator(
+        collection,
+        batch_size=batch,
+        filter="",
+        output_fields=fields,
+        consistency_level="Strong",
+    )
+    done = 0
+    try:
+        while rows := iterator.next():
+            done += index.upsert(doc_from_row(row) for row in rows)
+    finally:
+        iterator.close()
+    return done

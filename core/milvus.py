@@ -2,14 +2,17 @@
 
 The collection is created idempotently and loaded (a reopened collection must be loaded before
 search). Where the server supports BM25 functions (Milvus >= 2.5, Milvus Lite 3.x) the ``text``
-field feeds a ``sparse`` BM25 field for keyword and hybrid search; where it does not (for example
-the PyPI ``milvus`` 2.3.5 server) the collection is created without them and
-:func:`collection_has_bm25` says so, so search can degrade to semantic.
+field feeds a ``sparse`` BM25 field for keyword and hybrid search, and the ``title`` field a
+``title_sparse`` one that hybrid search uses to favour the best headline match (collections made
+before it existed lack it and still work: :func:`collection_has_title_bm25`); where the server
+has no BM25 (for example the PyPI ``milvus`` 2.3.5 server) the collection is created without
+them and :func:`collection_has_bm25` says so, so search can degrade to semantic.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
@@ -43,6 +46,9 @@ OUTPUT_FIELDS = [
     "also_reported_by",
 ]
 SPARSE_FIELD = "sparse"
+#: BM25 sparse field over the title alone (collections made before it existed lack it; search
+#: then fuses without it, see :func:`collection_has_title_bm25`).
+TITLE_SPARSE_FIELD = "title_sparse"
 VECTOR_FIELD = "embedding"
 
 
@@ -86,19 +92,21 @@ def _schema(client: MilvusClient, dim: int, with_bm25: bool) -> Any:
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX * 4)
     if with_bm25:
+        schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX * 4, enable_analyzer=True)
         schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX * 4, enable_analyzer=True)
-        schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="text_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["text"],
-                output_field_names=[SPARSE_FIELD],
+        for source, sparse in (("text", SPARSE_FIELD), ("title", TITLE_SPARSE_FIELD)):
+            schema.add_field(sparse, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name=f"{source}_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=[source],
+                    output_field_names=[sparse],
+                )
             )
-        )
     else:
+        schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX * 4)
         schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX * 4)
     schema.add_field("url", DataType.VARCHAR, max_length=URL_MAX * 4)
     schema.add_field("source", DataType.VARCHAR, max_length=SOURCE_MAX * 4)
@@ -131,7 +139,8 @@ def _index_params(client: MilvusClient, settings: Settings, with_bm25: bool) -> 
         params=vector_params,
     )
     if with_bm25:
-        params.add_index(SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        for sparse in (SPARSE_FIELD, TITLE_SPARSE_FIELD):
+            params.add_index(sparse, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     return params
 
 
@@ -144,6 +153,11 @@ def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> boo
     """
     name = settings.milvus_collection
     try:
+        if client.has_collection(name) and _bm25_leftover(client, name):
+            log.warning("dropping %r: an empty leftover of a refused BM25 schema", name)
+            client.drop_collection(name)
+        if not client.has_collection(name) and server_predates_bm25(client):
+            _create_without_bm25(client, settings, dim)
         if not client.has_collection(name):
             try:
                 client.create_collection(
@@ -153,16 +167,10 @@ def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> boo
                     consistency_level="Bounded",
                 )
             except MilvusException as exc:
-                if client.has_collection(name):  # created concurrently by another process
-                    pass
-                else:
+                # Either created concurrently by another process (kept), or refused BM25.
+                if not client.has_collection(name) or _bm25_leftover(client, name):
                     log.warning("Milvus refused BM25 fields (%s); creating without them", exc)
-                    client.create_collection(
-                        name,
-                        schema=_schema(client, dim, with_bm25=False),
-                        index_params=_index_params(client, settings, with_bm25=False),
-                        consistency_level="Bounded",
-                    )
+                    _create_without_bm25(client, settings, dim)
         existing_dim = collection_dimension(client, name)
         if existing_dim != dim:
             raise ConfigurationError(
@@ -174,6 +182,64 @@ def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> boo
         return collection_has_bm25(client, name)
     except MilvusException as exc:
         raise TransientError(f"Milvus error while preparing {name!r}: {exc}") from exc
+
+
+def server_predates_bm25(client: MilvusClient) -> bool:
+    """True when the server says it is a Milvus older than 2.5 (no BM25 functions), so the
+    BM25 schema need not be tried; False when it is newer or does not say (then the schema is
+    tried and a refusal handled)."""
+    try:
+        version = str(client.get_server_version())
+    except MilvusException:
+        return False
+    return milvus_version_before(version, (2, 5))
+
+
+def milvus_version_before(version: str, bound: tuple[int, int]) -> bool:
+    """Whether a Milvus server version string (``v2.3.5-lite``, ``2.5.4``) is below ``bound``;
+    False for strings that are not Milvus versions (``milvus_lite-3.2.2`` included)."""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?", version.strip())
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) < bound
+
+
+def _bm25_leftover(client: MilvusClient, name: str) -> bool:
+    """True for an empty collection that a server without BM25 made half-way from our schema.
+
+    Milvus before 2.5 (the PyPI ``milvus`` 2.3.5 server) accepts the BM25 schema, silently
+    dropping the function but keeping the ``SPARSE_FLOAT_VECTOR`` field, then refuses the sparse
+    index; loading such a collection aborts its query node (SIGABRT in
+    ``segments.NewCollection``). The signature is a sparse field with no BM25 function and no
+    index on it, beside an indexed vector field, and no rows. A collection another process is
+    still creating on a server with BM25 reports its function; Milvus Lite 2.5 (which reports
+    no functions) indexes the sparse field, or refused the vector index first (HNSW there).
+    """
+    description = client.describe_collection(name)
+    if not any(f["name"] == SPARSE_FIELD for f in description["fields"]):
+        return False
+    if description.get("functions") or client.list_indexes(name, field_name=SPARSE_FIELD):
+        return False
+    if not client.list_indexes(name, field_name=VECTOR_FIELD):
+        return False
+    return int(client.get_collection_stats(name).get("row_count", 0)) == 0
+
+
+def _create_without_bm25(client: MilvusClient, settings: Settings, dim: int) -> None:
+    """Create the collection without the BM25 fields, replacing an empty BM25 leftover."""
+    name = settings.milvus_collection
+    if client.has_collection(name) and _bm25_leftover(client, name):
+        client.drop_collection(name)
+    try:
+        client.create_collection(
+            name,
+            schema=_schema(client, dim, with_bm25=False),
+            index_params=_index_params(client, settings, with_bm25=False),
+            consistency_level="Bounded",
+        )
+    except MilvusException:
+        if not client.has_collection(name):  # else created concurrently by another process
+            raise
 
 
 def collection_dimension(client: MilvusClient, name: str) -> int:
@@ -190,6 +256,13 @@ def collection_has_bm25(client: MilvusClient, name: str) -> bool:
     return any(f["name"] == SPARSE_FIELD for f in fields)
 
 
+def collection_has_title_bm25(client: MilvusClient, name: str) -> bool:
+    """True when the collection also carries the title's BM25 field (hybrid search adds the best
+    headline match to its fusion); collections created before that field existed lack it."""
+    fields = client.describe_collection(name)["fields"]
+    return any(f["name"] == TITLE_SPARSE_FIELD for f in fields)
+
+
 def quote_literal(value: str) -> str:
     """A Milvus string literal that matches exactly ``value`` (backslash and quote escaped).
 
@@ -202,3 +275,26 @@ def quote_literal(value: str) -> str:
 def truncate_utf8(text: str, max_chars: int) -> str:
     """Cut ``text`` to at most ``max_chars`` characters (VARCHAR lengths are per character)."""
     return text if len(text) <= max_chars else text[:max_chars]
+
+
+#: Key of the list in the ``also_reported_by`` JSON value.
+SOURCES_KEY = "sources"
+
+
+def encode_sources(sources: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """The ``also_reported_by`` value for ``sources``: a JSON object, not a bare list.
+
+    Milvus 2.3 accepts only objects at the top of a JSON field ("cannot unmarshal array"); an
+    object holding the list works on every server.
+    """
+    return {SOURCES_KEY: sources}
+
+
+def decode_sources(value: Any) -> list[dict[str, str]]:
+    """The sources of an ``also_reported_by`` value: the object form, or a bare list written by
+    earlier versions; anything else reads as no sources."""
+    if isinstance(value, dict):
+        value = value.get(SOURCES_KEY)
+    if not isinstance(value, list):
+        return []
+    return [entry for entry in value if isinstance(entry, dict)]

@@ -73,7 +73,22 @@ class Settings(BaseSettings):
 
     # --- Milvus ------------------------------------------------------------------------------
     milvus_uri: str | None = Field(
-        None, description="Milvus URI; unset means `up` starts a Milvus Lite server."
+        None, description="Milvus URI; unset means `up` starts a local Milvus (`local_milvus`)."
+    )
+    local_milvus: Literal["server", "lite"] = Field(
+        "server",
+        description=(
+            "The Milvus `up` starts when `milvus_uri` is unset: `server` (the PyPI `milvus` "
+            "2.3 standalone server: fast search, keyword search from the FTS5 index) or `lite` "
+            "(Milvus Lite 3: BM25 in Milvus, search time grows with the rows)."
+        ),
+    )
+    keyword_index: bool = Field(
+        True,
+        description=(
+            "Keep the SQLite FTS5 keyword index in the data dir when the collection has no "
+            "BM25 field (keyword and hybrid search on Milvus servers before 2.5)."
+        ),
     )
     milvus_token: SecretStr | None = Field(None, description="Milvus token or user:password.")
     milvus_collection: str = Field(
@@ -84,8 +99,24 @@ class Settings(BaseSettings):
     )
     milvus_hnsw_m: int = Field(16, ge=4, le=64, description="HNSW M (graph degree).")
     milvus_hnsw_ef_construction: int = Field(200, ge=8, le=2048, description="HNSW efConstruction.")
+    milvus_search_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Bounded",
+        description=(
+            "Consistency level of searches and look-ups: `Bounded` serves rows written up to "
+            "the server's graceful time ago (0.5 s on the local server) without waiting; "
+            "`Strong` waits until every acknowledged write is visible."
+        ),
+    )
     milvus_search_ef: int = Field(
         64, ge=1, le=4096, description="HNSW ef at search time (raised to k when k is larger)."
+    )
+    milvus_hybrid_candidates: int = Field(
+        50,
+        ge=10,
+        le=1000,
+        description="Candidates the dense and the BM25 request of a hybrid search each fetch "
+        "before rank fusion (at least 2 x k): fewer is faster, more ranks better (see "
+        "`newsstream eval search`).",
     )
     milvus_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Milvus call.")
 

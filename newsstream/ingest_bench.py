@@ -1,6 +1,7 @@
 """`newsstream bench ingest`: end-to-end ingest rate and time-to-searchable.
 
-What it does: starts its own local broker (Tansu) and Milvus Lite server, runs one real worker
+What it does: starts its own local broker (Tansu) and local Milvus (``local_milvus``: the
+default store of `newsstream up`), runs one real worker
 (arroyo, dedup, embedding with the configured backend, Milvus upserts) on a thread, and
 measures three scenarios:
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ from core.kafka import ensure_topics
 from core.settings import Settings
 from newsstream.local_stack import (
     free_port,
-    milvus_lite_command,
     tansu_command,
+    throwaway_milvus,
     wait_for_port,
 )
 from producers.feeds import feed_id
@@ -98,24 +99,21 @@ def run_ingest_bench(
 ) -> dict[str, Any]:
     """Run the three scenarios (see the module docstring) and return their figures."""
     console = console or Console()
-    workdir = tempfile.TemporaryDirectory(prefix="newsstream-ingest-")
-    kafka_port, milvus_port = free_port(), free_port()
+    kafka_port = free_port()
+    store = (settings or Settings()).local_milvus
     broker = subprocess.Popen(
         tansu_command(kafka_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    milvus = subprocess.Popen(
-        milvus_lite_command(Path(workdir.name) / "milvus", milvus_port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"store": store}
+    stack = ExitStack()
     try:
-        if not (wait_for_port(kafka_port, 30) and wait_for_port(milvus_port, 60)):
-            raise RuntimeError("local broker or Milvus Lite did not start")
+        milvus_uri = stack.enter_context(throwaway_milvus(kind=store))
+        if not wait_for_port(kafka_port, 30):
+            raise RuntimeError("the local broker did not start")
         base = (settings or Settings()).model_copy(
             update={
                 "kafka_bootstrap": f"127.0.0.1:{kafka_port}",
-                "milvus_uri": f"http://127.0.0.1:{milvus_port}",
+                "milvus_uri": milvus_uri,
                 "kafka_max_poll_interval_ms": 10_000,
                 "kafka_session_timeout_ms": 6_000,
                 "data_dir": (settings or Settings()).data_dir,
@@ -152,11 +150,9 @@ def run_ingest_bench(
         results["backend"] = embedder.backend if hasattr(embedder, "backend") else "torch"
     finally:
         broker.terminate()
-        milvus.terminate()
         broker.wait(10)
-        milvus.wait(10)
-        workdir.cleanup()
-    table = Table(title=f"ingest (embedding backend: {results.get('backend')})")
+        stack.close()
+    table = Table(title=f"ingest (embedding backend: {results.get('backend')}, Milvus: {store})")
     for column in (
         "scenario",
         "articles",

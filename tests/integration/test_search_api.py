@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core.article_writer import ArticleWriter
 from core.ids import article_id
-from core.milvus import connect, ensure_collection
+from core.milvus import connect, encode_sources
 from core.settings import Settings
 from search_api.app import create_app
 
@@ -73,7 +74,7 @@ def _rows(embedder: Any) -> list[dict[str, Any]]:
                 "story_id": article_id(link=url),
                 "model": embedder.model_name,
                 "content_hash": f"h{n}",
-                "also_reported_by": [],
+                "also_reported_by": encode_sources([]),
             }
         )
     return rows
@@ -83,9 +84,9 @@ def _rows(embedder: Any) -> list[dict[str, Any]]:
 def indexed(make_settings: Any, embedder: Any) -> Iterator[tuple[Settings, list[dict[str, Any]]]]:
     settings = make_settings(api_search_events=False)
     client = connect(settings.milvus_uri or "")
-    ensure_collection(client, settings, embedder.dimension)
+    writer = ArticleWriter.open(client, settings, embedder.dimension)
     rows = _rows(embedder)
-    assert client.upsert(settings.milvus_collection, rows)["upsert_count"] == len(rows)
+    assert writer.upsert(rows) == len(rows)
     client.close()
     yield settings, rows
 

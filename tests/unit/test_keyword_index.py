@@ -152,3 +152,9 @@ def test_two_connections_see_each_others_writes(tmp_path: Path) -> None:
         thread.join(30)
     assert not errors
     assert reader.count() == 201
+
+
+def test_titles_only_ranks_on_the_headline(index: KeywordIndex) -> None:
+    assert [i for i, _ in index.search("storm", limit=10, titles_only=True)] == ["storm"]
+    assert index.search("harbour", limit=10, titles_only=True) == []
+    assert [i for i, _ in index.search("harbour", limit=10)] == ["storm"]

@@ -1,0 +1,156 @@
+"""The embedded default store: the PyPI ``milvus`` 2.3 server (no BM25, no group_by).
+
+Against a real server of that kind (started here through ``newsstream.milvus_server``): the
+collection is created without the BM25 fields (replacing the half-made leftover the server
+leaves when it refuses them), the worker writes every acknowledged row to the FTS5 keyword
+index as well, keyword and hybrid search answer through it, copies still list the other outlets
+(``also_reported_by`` as a JSON object), and a lost keyword index is rebuilt from Milvus when a
+worker starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.article import Article
+from core.ids import article_id
+from core.kafka import ensure_topics
+from core.keyword_index import KeywordIndex, keyword_index_path
+from core.milvus import collection_has_bm25, connect, ensure_collection
+from producers.publisher import Publisher
+from search_api.app import create_app
+
+from conftest import LocalServer, start_local_milvus
+from probes import milvus_count, wait_for_lag_zero, wait_until
+from running import running_worker
+
+pytestmark = pytest.mark.integration
+
+FLOODS = (
+    "Floodwaters swept through three villages in the northern province on Tuesday after days "
+    "of torrential rain, forcing thousands of residents to leave their homes, officials said."
+)
+RATES = (
+    "The central bank kept its main interest rate unchanged on Thursday, saying inflation was "
+    "easing more slowly than expected and that borrowing costs would stay high for some time."
+)
+CHESS = (
+    "A teenage grandmaster won the national chess championship on Sunday with a quiet endgame "
+    "that left older rivals searching for answers after eleven rounds of play in the capital."
+)
+
+
+@pytest.fixture(scope="module")
+def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    servers: Iterator[LocalServer] = start_local_milvus(tmp_path_factory, "server")
+    server = next(servers)
+    yield f"http://127.0.0.1:{server.port}"
+    servers.close()
+
+
+def _article(slug: str, title: str, summary: str, source: str) -> Article:
+    url = f"https://{source}/{slug}"
+    return Article(
+        id=article_id(link=url),
+        url=url,
+        title=title,
+        summary=summary,
+        source=source,
+        feed_id=source,
+        published_at=1_760_000_000,
+        fetched_at=1_760_000_100,
+    )
+
+
+def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(
+    make_settings: Any, embedder: Any, server_uri: str
+) -> None:
+    settings = make_settings(milvus_uri=server_uri, worker_batch_time_s=1.0)
+    ensure_topics(settings)
+    floods = _article("floods", "Floods force thousands from homes", FLOODS, "wire.example")
+    copy = _article("a/1", "Floods force thousands from homes", FLOODS, "daily.example")
+    rates = _article("rates", "Central bank holds rates", RATES, "money.example")
+    chess = _article("chess", "Teenager takes chess title", CHESS, "sport.example")
+    publisher = Publisher(settings)
+    assert publisher.publish([floods, copy, rates, chess]) == {
+        floods.id,
+        copy.id,
+        rates.id,
+        chess.id,
+    }
+    with running_worker(settings, embedder):
+        wait_for_lag_zero(settings, 180)
+        wait_until(lambda: milvus_count(settings) == 3, 60, "three distinct articles indexed")
+    publisher.close()
+
+    client = connect(server_uri)
+    assert not collection_has_bm25(client, settings.milvus_collection)
+    keywords = KeywordIndex(keyword_index_path(settings))
+    assert keywords.count() == 3
+    with TestClient(create_app(settings, embedder)) as api:
+        for mode in ("keyword", "hybrid"):
+            body = api.get("/search", params={"q": "grandmaster endgame", "mode": mode}).json()
+            assert body["mode"] == mode
+            assert body["results"][0]["id"] == chess.id, mode
+        default = api.get("/search", params={"q": "floods force thousands from homes"}).json()
+        assert default["mode"] == "hybrid"
+        # The two copies land on different partitions: either may be the one kept.
+        top = default["results"][0]
+        kept, other = (floods, copy) if top["id"] == floods.id else (copy, floods)
+        assert top["id"] == kept.id
+        assert top["also_reported_by"] == [{"source": other.source, "url": other.url}]
+        filtered = api.get(
+            "/search", params={"q": "interest rate", "mode": "keyword", "source": "sport.example"}
+        ).json()
+        assert filtered["results"] == []
+        assert api.get(f"/articles/{kept.id}").json()["also_reported_by"] == [
+            {"source": other.source, "url": other.url}
+        ]
+
+    # A lost keyword index is rebuilt from Milvus when a worker starts.
+    keywords.close()
+    keyword_index_path(settings).unlink()
+    for suffix in ("-wal", "-shm"):
+        keyword_index_path(settings).with_name(keyword_index_path(settings).name + suffix).unlink(
+            missing_ok=True
+        )
+    with running_worker(settings, embedder):
+        rebuilt = KeywordIndex(keyword_index_path(settings))
+        wait_until(lambda: rebuilt.count() == 3, 60, "the keyword index rebuilt from Milvus")
+        assert [i for i, _ in rebuilt.search("chess", limit=3)] == [chess.id]
+
+
+def test_a_refused_bm25_schema_leaves_a_usable_collection(
+    make_settings: Any, embedder: Any, server_uri: str
+) -> None:
+    settings = make_settings(milvus_uri=server_uri)
+    client = connect(server_uri)
+    assert ensure_collection(client, settings, embedder.dimension) is False
+    # A second call (another process starting) keeps the collection and its rows.
+    client.insert(
+        settings.milvus_collection,
+        [
+            {
+                "id": "0" * 32,
+                "embedding": [0.1] * embedder.dimension,
+                "title": "t",
+                "text": "t",
+                "url": "https://x.example/",
+                "source": "x.example",
+                "feed_id": "x",
+                "language": "en",
+                "published_at": 0,
+                "ingested_at": 0,
+                "story_id": "0" * 32,
+                "model": "m",
+                "content_hash": "",
+                "also_reported_by": {"sources": []},
+            }
+        ],
+    )
+    assert ensure_collection(client, settings, embedder.dimension) is False
+    wait_until(lambda: milvus_count(settings) == 1, 30, "the row to stay")
