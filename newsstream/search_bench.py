@@ -64,6 +64,49 @@ def _texts(data_dir: Path) -> list[str]:
     return [t for t in texts if t]
 
 
+def _perturbed(base: np.ndarray, picks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors: ``base[picks]`` plus small Gaussian noise (distinct rows, same topics)."""
+    chunk: np.ndarray = base[picks] + rng.normal(0, 0.02, (len(picks), base.shape[1])).astype(
+        np.float32
+    )
+    chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+    return chunk
+
+
+def _rows(
+    start: int,
+    chunk: np.ndarray,
+    picks: np.ndarray,
+    texts: list[str],
+    also_reported_by: list[Any] | dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Article rows ``start, start + 1, ...`` of the bench collection for vectors ``chunk``.
+
+    ``also_reported_by`` is the empty value written to that JSON field (a list, as the indexer
+    writes, when None; servers that only take JSON objects there need ``{}``).
+    """
+    empty = [] if also_reported_by is None else also_reported_by
+    return [
+        {
+            "id": f"{start + i:032x}",
+            VECTOR_FIELD: chunk[i].tolist(),
+            "title": texts[picks[i]][:120],
+            "text": texts[picks[i]][:2000],
+            "url": f"https://bench.example/{start + i}",
+            "source": "bench.example",
+            "feed_id": "bench",
+            "language": "en",
+            "published_at": 1_760_000_000 + start + i,
+            "ingested_at": 1_760_000_000,
+            "story_id": f"{start + i:032x}",
+            "model": "bench",
+            "content_hash": "",
+            "also_reported_by": empty,
+        }
+        for i in range(len(chunk))
+    ]
+
+
 def _fill(
     client: MilvusClient,
     settings: Settings,
@@ -80,29 +123,9 @@ def _fill(
         for start in range(0, n, batch):
             count = min(batch, n - start)
             picks = np.arange(start, start + count) % len(base)
-            chunk = base[picks] + rng.normal(0, 0.02, (count, base.shape[1])).astype(np.float32)
-            chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+            chunk = _perturbed(base, picks, rng)
             vectors[start : start + count] = chunk
-            rows = [
-                {
-                    "id": f"{start + i:032x}",
-                    VECTOR_FIELD: chunk[i].tolist(),
-                    "title": texts[picks[i]][:120],
-                    "text": texts[picks[i]][:2000],
-                    "url": f"https://bench.example/{start + i}",
-                    "source": "bench.example",
-                    "feed_id": "bench",
-                    "language": "en",
-                    "published_at": 1_760_000_000 + start + i,
-                    "ingested_at": 1_760_000_000,
-                    "story_id": f"{start + i:032x}",
-                    "model": "bench",
-                    "content_hash": "",
-                    "also_reported_by": [],
-                }
-                for i in range(count)
-            ]
-            client.insert(settings.milvus_collection, rows)
+            client.insert(settings.milvus_collection, _rows(start, chunk, picks, texts))
             progress.advance(task, count)
     client.flush(settings.milvus_collection)
     return vectors

@@ -94,6 +94,39 @@ def bench_search(
     _write(f"search-{n}", out, result)
 
 
+@bench_app.command("stores")
+def bench_stores(
+    rows: Annotated[int, typer.Option(min=100, help="Rows per store.")] = 100_000,
+    stores: Annotated[
+        str, typer.Option(help="Comma-separated: lite-3.2, lite-2.5, milvus-2.3, or all.")
+    ] = "all",
+    queries: Annotated[int, typer.Option(min=1, help="Distinct query vectors.")] = 200,
+    seconds: Annotated[float, typer.Option(help="Time limit per client setting.")] = 20.0,
+    max_fill_minutes: Annotated[
+        float, typer.Option(help="Skip a store whose fill would take longer.")
+    ] = 20.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """The local Milvus stores side by side: upserts/s, p50/p99, QPS, recall@10, RSS, features."""
+    from newsstream.store_bench import parse_stores, run_store_bench
+
+    try:
+        keys = parse_stores(stores)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stores") from None
+    result = run_store_bench(
+        rows,
+        keys,
+        data,
+        queries=queries,
+        seconds=seconds,
+        max_fill_s=max_fill_minutes * 60,
+        console=console,
+    )
+    _write(f"stores-{rows}", out, result)
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     rate: Annotated[

@@ -1,0 +1,746 @@
+"""`newsstream bench stores`: the local Milvus stores side by side, on our real schema.
+
+In: a row count, the stores to compare (:data:`STORES`), the shared data dir (its news feeds give
+the texts) and the newsstream data dir (where the side venvs of the stores that cannot share
+``.venv`` live, created on first use with pip). Out: one dict per store with upserts/s, flush
+and index wait, search p50/p99 with 1 client and QPS with 4 client threads (top-10, vectors
+only: no query embedding), recall@10 against exact numpy search, the peak RSS of the store's
+server process tree, and the features probed on it (BM25, hybrid_search, group_by, JSON lists);
+a rich table with the stores as columns.
+
+Each store runs on a throw-away data dir, in its own session (process group); its whole process
+tree is killed on exit, also on Ctrl-C. Every loop is bounded by a count and a time limit; a
+store whose fill would take longer than ``max_fill_s`` is stopped and reported as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from core.milvus import SPARSE_FIELD, VECTOR_FIELD, connect, ensure_collection
+from core.settings import Settings
+from newsstream.local_stack import free_port, milvus_lite_command, milvus_server_command
+from newsstream.search_bench import QUERIES, _perturbed, _rows, _texts
+
+K = 10
+BATCH = 2_000
+COLLECTION = "bench_stores"
+PROBE_COLLECTION = "bench_probe"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A local Milvus: its key, a label, the vector index it can build, and its side venv.
+
+    ``requirements`` empty means the store runs from the project's own environment; otherwise
+    they are installed in ``<data dir>/stores/<venv>``.
+    """
+
+    key: str
+    label: str
+    index_type: str
+    requirements: tuple[str, ...] = ()
+    venv: str = ""
+
+
+STORES: dict[str, StoreSpec] = {
+    spec.key: spec
+    for spec in (
+        StoreSpec("lite-3.2", "Milvus Lite 3.2.2 (Python)", "HNSW"),
+        StoreSpec(
+            "lite-2.5",
+            "Milvus Lite 2.5.1 (C++)",
+            "FLAT",
+            ("milvus-lite==2.5.1", "setuptools<81"),
+            "milvus-lite-2.5.1",
+        ),
+        StoreSpec("milvus-2.3", "milvus 2.3.5 standalone", "HNSW"),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def parse_stores(value: str) -> list[str]:
+    """Store keys from a comma-separated list (``all`` for every store), in the order given.
+
+    Raises ValueError naming the unknown keys.
+    """
+    if value.strip() in ("", "all"):
+        return list(STORES)
+    keys: list[str] = []
+    for raw in value.split(","):
+        key = raw.strip()
+        if key and key not in keys:
+            keys.append(key)
+    unknown = [k for k in keys if k not in STORES]
+    if unknown:
+        raise ValueError(f"unknown store(s) {unknown}: choose from {sorted(STORES)}")
+    return keys
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p`` quantile (0..1) of ascending ``ordered``; NaN when empty."""
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, int(np.ceil(p * len(ordered))) - 1))
+    return float(ordered[index])
+
+
+def latency_summary(latencies_s: Sequence[float], wall_s: float, clients: int) -> dict[str, Any]:
+    """Requests, p50/p99/mean in ms and QPS from per-request seconds and the wall time."""
+    ordered = sorted(latencies_s)
+    return {
+        "clients": clients,
+        "requests": len(ordered),
+        "p50_ms": percentile(ordered, 0.50) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+        "mean_ms": (sum(ordered) / len(ordered) * 1000) if ordered else float("nan"),
+        "qps": len(ordered) / wall_s if wall_s > 0 else float("nan"),
+    }
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int = K) -> list[set[int]]:
+    """Row numbers of the ``k`` highest dot products per query (cosine for unit vectors)."""
+    out: list[set[int]] = []
+    for start in range(0, len(queries), 16):
+        scores = queries[start : start + 16] @ vectors.T
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        out += [set(row.tolist()) for row in top]
+    return out
+
+
+def recall_at_k(exact: Sequence[set[int]], found: Sequence[set[int]], k: int = K) -> float:
+    """Mean of |exact ∩ found| / k over queries; NaN with no query."""
+    if not exact:
+        return float("nan")
+    return float(np.mean([len(e & f) / k for e, f in zip(exact, found, strict=True)]))
+
+
+def projected_s(done: int, elapsed_s: float, total: int) -> float:
+    """Seconds the whole of ``total`` would take at the rate of ``done`` in ``elapsed_s``."""
+    if done <= 0:
+        return float("inf")
+    return elapsed_s * total / done
+
+
+def parse_proc_stat(text: str) -> tuple[int, int]:
+    """(pid, ppid) from the text of ``/proc/<pid>/stat`` (the name may hold spaces and ')')."""
+    pid = int(text.split(" ", 1)[0])
+    rest = text[text.rindex(")") + 2 :].split()
+    return pid, int(rest[1])
+
+
+def descendants(parents: dict[int, int], root: int) -> set[int]:
+    """``root`` and every process below it, from a pid -> ppid map."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def format_mib(value: float | None) -> str:
+    """``value`` bytes as MiB (GiB past 10 GiB), or '-'."""
+    if value is None:
+        return "-"
+    mib = value / 2**20
+    return f"{mib / 1024:.1f} GiB" if mib >= 10 * 1024 else f"{mib:.0f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def _tree_pids(root: int) -> set[int]:
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        proc = psutil.Process(root)
+        return {root, *(c.pid for c in proc.children(recursive=True))}
+    except ImportError:
+        pass
+    except Exception:
+        return set()
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                pid, ppid = parse_proc_stat((entry / "stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+            parents[pid] = ppid
+    return descendants(parents, root) if root in parents else set()
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and its descendants (shared pages counted in each)."""
+    total = 0
+    for pid in _tree_pids(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def kill_tree(root: int, grace_s: float = 10.0) -> None:
+    """SIGTERM ``root``'s tree (children first), then SIGKILL what is left after ``grace_s``."""
+    pids = [*sorted(_tree_pids(root) - {root}), root]
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def side_venv(spec: StoreSpec, data_dir: Path, console: Console) -> Path:
+    """The venv ``<data_dir>/stores/<spec.venv>`` with ``spec.requirements``, made if missing.
+
+    A venv is marked complete by a ``.complete`` file, so an interrupted install is redone.
+    """
+    venv = data_dir / "stores" / spec.venv
+    marker = venv / ".complete"
+    if marker.exists():
+        return venv
+    console.print(f"[dim]creating {venv} with {' '.join(spec.requirements)}[/dim]")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *spec.requirements],
+        check=True,
+        timeout=1800,
+    )
+    marker.write_text(" ".join(spec.requirements) + "\n")
+    return venv
+
+
+def store_command(
+    spec: StoreSpec, workdir: Path, port: int, venv: Path | None
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``spec``'s gRPC server on 127.0.0.1:``port`` in ``workdir``.
+
+    Milvus Lite 2.5.1's C++ binary serves TCP when given ``host:port`` instead of a unix socket
+    (``<bin> <db file> <address> <log level>``); the ``milvus`` 2.3.5 server runs through
+    :mod:`newsstream.milvus_server`.
+    """
+    env = dict(os.environ)
+    if spec.key == "lite-3.2":
+        return milvus_lite_command(workdir / "milvus", port), env
+    if spec.key == "milvus-2.3":
+        # The `local` extra installs it; the same launcher as `newsstream up` (free ports for
+        # every internal service, the embedded etcd's included).
+        return milvus_server_command(workdir, port), env
+    assert venv is not None
+    if spec.key == "lite-2.5":
+        binaries = sorted(venv.glob("lib/python*/site-packages/milvus_lite/lib/milvus"))
+        if not binaries:
+            raise RuntimeError(f"no milvus_lite/lib/milvus in {venv}")
+        libdir = binaries[0].parent
+        env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}"
+        return [str(binaries[0]), str(workdir / "lite.db"), f"127.0.0.1:{port}", "ERROR"], env
+    raise ValueError(spec.key)
+
+
+class RssSampler:
+    """Samples the RSS of a process tree every ``interval_s`` in a thread; keeps the peak."""
+
+    def __init__(self, root: int, interval_s: float = 0.5) -> None:
+        self.root = root
+        self.peak = 0
+        self.last = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.sample()
+
+    def sample(self) -> int:
+        """Measure now; returns the current RSS in bytes."""
+        self.last = tree_rss(self.root)
+        self.peak = max(self.peak, self.last)
+        return self.last
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@dataclass
+class RunningStore:
+    """A started store: its client URI, server process and RSS sampler."""
+
+    uri: str
+    process: subprocess.Popen[bytes]
+    rss: RssSampler
+    workdir: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 1500) -> str:
+        """The end of the server's own logs (for an error report)."""
+        parts = []
+        for log in [self.workdir / "server.log", self.workdir / "logs" / "milvus-stderr.log"]:
+            if log.exists():
+                parts.append(f"{log.name}: " + log.read_text(errors="replace")[-chars:])
+        return "\n".join(parts)
+
+
+@contextmanager
+def running_store(
+    spec: StoreSpec, venv: Path | None, timeout_s: float = 180
+) -> Iterator[RunningStore]:
+    """Start ``spec`` on a temporary data dir; yield once a client can list collections.
+
+    The server's tree is killed and the data dir deleted on exit, whatever happened.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"newsstream-store-{spec.key}-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        argv, env = store_command(spec, workdir, port, venv)
+        with open(workdir / "server.log", "wb") as log:
+            process = subprocess.Popen(
+                argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        store = RunningStore(f"http://127.0.0.1:{port}", process, RssSampler(process.pid), workdir)
+        try:
+            _wait_ready(store, timeout_s)
+            yield store
+        finally:
+            store.rss.stop()
+            kill_tree(process.pid)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_ready(store: RunningStore, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not store.alive():
+            raise RuntimeError(f"server exited at start:\n{store.log_tail()}")
+        try:
+            connect(store.uri, timeout=5).list_collections()
+            return
+        except Exception as exc:  # not listening yet, or still starting its coordinators
+            last = exc
+            time.sleep(1)
+    raise RuntimeError(f"server not ready after {timeout_s:.0f} s: {last}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def probe_features(client: MilvusClient, settings: Settings, dim: int) -> dict[str, Any]:
+    """BM25, hybrid_search, group_by and JSON-list support, tried on a 6-row probe collection.
+
+    group_by counts only when it really collapses (Milvus 2.3.5 accepts and ignores it);
+    hybrid_search is tried with two dense requests, so it does not depend on BM25.
+    """
+    probe = settings.model_copy(update={"milvus_collection": PROBE_COLLECTION})
+    features: dict[str, Any] = {"bm25": ensure_collection(client, probe, dim)}
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(6, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = ["floods in the north", "election results", "football match"] * 2
+    rows = _rows(0, vectors, np.arange(6), texts)
+    for i, row in enumerate(rows):
+        row["story_id"] = f"story-{i % 3}"
+    try:
+        client.upsert(PROBE_COLLECTION, rows)
+        features["json_list"] = True
+    except Exception:  # a server that takes only JSON objects in a JSON field
+        features["json_list"] = False
+        client.upsert(PROBE_COLLECTION, _rows(0, vectors, np.arange(6), texts, {}))
+    client.flush(PROBE_COLLECTION)
+    dense = {"metric_type": "COSINE"}
+    query = [vectors[0].tolist()]
+    if features["bm25"]:
+        try:
+            hits = client.search(
+                PROBE_COLLECTION, data=["election"], anns_field=SPARSE_FIELD, limit=2,
+                search_params={"metric_type": "BM25"}, consistency_level="Strong",
+            )  # fmt: skip
+            features["bm25"] = bool(hits[0]) and hits[0][0]["id"] in {rows[1]["id"], rows[4]["id"]}
+        except Exception:
+            features["bm25"] = False
+    try:
+        requests = [AnnSearchRequest(query, VECTOR_FIELD, dense, 3) for _ in range(2)]
+        hits = client.hybrid_search(PROBE_COLLECTION, requests, RRFRanker(), limit=3)
+        features["hybrid_search"] = len(hits[0]) > 0
+    except Exception:
+        features["hybrid_search"] = False
+    try:
+        hits = client.search(
+            PROBE_COLLECTION, data=query, anns_field=VECTOR_FIELD, limit=6,
+            group_by_field="story_id", output_fields=["story_id"], search_params=dense,
+            consistency_level="Strong",
+        )  # fmt: skip
+        stories = [h["entity"]["story_id"] for h in hits[0]]
+        features["group_by"] = len(stories) == 3 and len(set(stories)) == 3
+    except Exception:
+        features["group_by"] = False
+    client.drop_collection(PROBE_COLLECTION)
+    return features
+
+
+def _search_params(settings: Settings) -> dict[str, Any]:
+    if settings.milvus_index_type == "HNSW":
+        return {"metric_type": "COSINE", "params": {"ef": settings.milvus_search_ef}}
+    return {"metric_type": "COSINE"}
+
+
+def _search_ids(client: MilvusClient, settings: Settings, vector: np.ndarray) -> set[int]:
+    hits = client.search(
+        settings.milvus_collection, data=[vector.tolist()], anns_field=VECTOR_FIELD, limit=K,
+        search_params=_search_params(settings),
+    )  # fmt: skip
+    return {int(h["id"], 16) for h in hits[0]}
+
+
+def timed_searches(
+    client: MilvusClient,
+    settings: Settings,
+    queries: np.ndarray,
+    clients: int,
+    max_requests: int,
+    max_seconds: float,
+) -> dict[str, Any]:
+    """Top-10 searches from ``clients`` threads over ``queries`` in turn, until ``max_requests``
+    are done or ``max_seconds`` have passed; a :func:`latency_summary`."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_seconds
+    counter = iter(range(max_requests))
+
+    def loop(_: int) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            started = time.perf_counter()
+            _search_ids(client, settings, queries[n % len(queries)])
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(loop, range(clients)))
+    return latency_summary(latencies, time.monotonic() - started, clients)
+
+
+def index_done(info: dict[str, Any], rows: int) -> bool:
+    """Whether ``describe_index`` output says the index covers the data: ``rows`` indexed, or
+    nothing pending (FLAT in Milvus Lite 2.5 reports 0 of 0), or no progress figures at all."""
+    if "indexed_rows" not in info:
+        return True
+    indexed = int(info["indexed_rows"])
+    pending = int(info.get("pending_index_rows", 0))
+    return indexed >= rows or (pending == 0 and indexed >= int(info.get("total_rows", 0)))
+
+
+def _wait_indexed(client: MilvusClient, name: str, rows: int, timeout_s: float) -> bool:
+    """True once the vector index covers the rows, False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if index_done(client.describe_index(name, VECTOR_FIELD) or {}, rows):
+            return True
+        time.sleep(2)
+    return False
+
+
+def _fill(
+    client: MilvusClient,
+    settings: Settings,
+    base: np.ndarray,
+    texts: list[str],
+    rows: int,
+    json_list: bool,
+    max_fill_s: float,
+    console: Console,
+) -> tuple[np.ndarray, float, str | None]:
+    """Upsert ``rows`` rows in batches; (vectors, seconds, reason if stopped early).
+
+    Stops when the rate so far projects the whole fill past ``max_fill_s`` (checked after
+    10 s, so the first batches' warm-up does not decide).
+    """
+    rng = np.random.default_rng(7)
+    vectors = np.empty((rows, base.shape[1]), dtype=np.float32)
+    also: dict[str, Any] | None = None if json_list else {}
+    started = time.monotonic()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"upserting {rows} rows", total=rows)
+        for start in range(0, rows, BATCH):
+            picks = np.arange(start, min(rows, start + BATCH)) % len(base)
+            chunk = _perturbed(base, picks, rng)
+            vectors[start : start + len(chunk)] = chunk
+            client.upsert(settings.milvus_collection, _rows(start, chunk, picks, texts, also))
+            progress.advance(task, len(chunk))
+            elapsed = time.monotonic() - started
+            done = start + len(chunk)
+            projection = projected_s(done, elapsed, rows)
+            if done < rows and elapsed > 10 and projection > max_fill_s:
+                reason = (
+                    f"fill stopped at {done} rows: {done / elapsed:.0f} upserts/s projects "
+                    f"{projection / 60:.0f} min for {rows} (limit {max_fill_s / 60:.0f} min)"
+                )
+                return vectors[:done], elapsed, reason
+    return vectors, time.monotonic() - started, None
+
+
+def run_store(
+    spec: StoreSpec,
+    rows: int,
+    base: np.ndarray,
+    texts: list[str],
+    queries: np.ndarray,
+    *,
+    venv: Path | None,
+    seconds: float,
+    max_fill_s: float,
+    console: Console,
+) -> dict[str, Any]:
+    """Start ``spec``, probe features, fill ``rows`` rows, flush, measure; the figures dict."""
+    result: dict[str, Any] = {"store": spec.key, "label": spec.label, "rows": rows}
+    result["index_type"] = spec.index_type
+    with running_store(spec, venv) as store:
+        result["start_rss_bytes"] = store.rss.sample()
+        client = connect(store.uri, timeout=600)
+        settings = Settings(
+            milvus_uri=store.uri,
+            milvus_collection=COLLECTION,
+            milvus_index_type=spec.index_type,
+            data_dir=Settings().data_dir,
+        )
+        try:
+            result["features"] = probe_features(client, settings, base.shape[1])
+            ensure_collection(client, settings, base.shape[1])
+            vectors, fill_s, stopped = _fill(
+                client, settings, base, texts, rows, result["features"]["json_list"],
+                max_fill_s, console,
+            )  # fmt: skip
+            result["fill_s"] = fill_s
+            result["upserts_per_s"] = len(vectors) / fill_s
+            if stopped:
+                result["skipped"] = stopped
+                return result
+            started = time.monotonic()
+            client.flush(COLLECTION)
+            result["flush_s"] = time.monotonic() - started
+            started = time.monotonic()
+            result["indexed"] = _wait_indexed(client, COLLECTION, rows, max_fill_s)
+            result["index_wait_s"] = time.monotonic() - started
+            client.load_collection(COLLECTION)
+            result["after_fill_rss_bytes"] = store.rss.sample()
+            for vector in queries[:5]:  # warm-up
+                _search_ids(client, settings, vector)
+            exact = exact_top_k(vectors, queries)
+            found = [_search_ids(client, settings, q) for q in queries]
+            result["recall_at_10"] = recall_at_k(exact, found)
+            limit = max(len(queries), 1) * 5
+            result["one_client"] = timed_searches(client, settings, queries, 1, limit, seconds)
+            result["four_clients"] = timed_searches(client, settings, queries, 4, limit, seconds)
+        except Exception as exc:
+            result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            if not store.alive():
+                result["error"] += f"\nserver died:\n{store.log_tail()}"
+        finally:
+            store.rss.sample()
+            result["peak_rss_bytes"] = store.rss.peak
+            client.close()
+    return result
+
+
+def query_vectors(embedded: np.ndarray, base: np.ndarray, count: int) -> np.ndarray:
+    """``count`` unit query vectors: the embedded :data:`QUERIES` first, then news vectors with
+    more noise than the stored rows (near the data, never equal to a row)."""
+    rng = np.random.default_rng(11)
+    extra = max(0, count - len(embedded))
+    picks = rng.integers(0, len(base), extra)
+    noisy = base[picks] + rng.normal(0, 0.05, (extra, base.shape[1])).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    return np.concatenate([embedded, noisy])[:count].astype(np.float32)
+
+
+def run_store_bench(
+    rows: int,
+    stores: Sequence[str],
+    shared_data: Path,
+    *,
+    queries: int = 200,
+    seconds: float = 20.0,
+    max_fill_s: float = 1200.0,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Every store of ``stores`` in turn (see the module docstring); prints the table."""
+    from core.embedding import Embedder
+
+    console = console or Console()
+    settings = Settings()
+    embedder = Embedder(settings)
+    texts = _texts(shared_data)
+    base = embedder.embed(texts)
+    query_set = query_vectors(embedder.embed(QUERIES), base, queries)
+    results: list[dict[str, Any]] = []
+    load_at_start = os.getloadavg()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # so the servers are killed on SIGTERM
+    # pymilvus logs each refused call (the probes expect some) with a traceback.
+    pymilvus_log = logging.getLogger("pymilvus")
+    level = pymilvus_log.level
+    pymilvus_log.setLevel(logging.CRITICAL)
+    try:
+        _run_each(
+            stores, rows, base, texts, query_set, settings, seconds, max_fill_s, results, console
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pymilvus_log.setLevel(level)
+    result = {
+        "rows": rows,
+        "queries": len(query_set),
+        "top_k": K,
+        "load_average_start": load_at_start,
+        "load_average_end": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "stores": results,
+    }
+    console.print(stores_table(result))
+    return result
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_each(
+    stores: Sequence[str],
+    rows: int,
+    base: np.ndarray,
+    texts: list[str],
+    query_set: np.ndarray,
+    settings: Settings,
+    seconds: float,
+    max_fill_s: float,
+    results: list[dict[str, Any]],
+    console: Console,
+) -> None:
+    for key in stores:
+        spec = STORES[key]
+        console.print(f"[bold]{spec.label}[/bold]: {rows} rows")
+        try:
+            venv = (
+                side_venv(spec, settings.data_dir.resolve(), console) if spec.requirements else None
+            )
+            figures = run_store(
+                spec, rows, base, texts, query_set, venv=venv, seconds=seconds,
+                max_fill_s=max_fill_s, console=console,
+            )  # fmt: skip
+        except Exception as exc:  # a store that cannot start must not hide the others
+            figures = {"store": key, "label": spec.label, "rows": rows, "error": str(exc)[:2000]}
+        results.append(figures)
+        if "error" in figures:
+            console.print(f"[red]{key}: {figures['error']}[/red]")
+
+
+def stores_table(result: dict[str, Any]) -> Table:
+    """The figures of :func:`run_store_bench` as a table, one column per store."""
+    table = Table(title=f"local Milvus stores at {result['rows']} rows (384-d, top-{K})")
+    table.add_column("")
+    for figures in result["stores"]:
+        table.add_column(figures["label"], justify="right")
+
+    def cell(figures: dict[str, Any], *path: str, fmt: str = "{:.1f}") -> str:
+        value: Any = figures
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return "-"
+            value = value[key]
+        return fmt.format(value) if isinstance(value, int | float) else str(value)
+
+    def yes(figures: dict[str, Any], name: str) -> str:
+        value = figures.get("features", {}).get(name)
+        return "-" if value is None else ("yes" if value else "no")
+
+    stores = result["stores"]
+    lines: list[tuple[str, Any]] = [
+        ("index", lambda f: cell(f, "index_type")),
+        ("upserts/s", lambda f: cell(f, "upserts_per_s", fmt="{:.0f}")),
+        ("flush + index wait s", lambda f: _flush_cell(f)),
+        ("p50 ms (1 client)", lambda f: cell(f, "one_client", "p50_ms")),
+        ("p99 ms (1 client)", lambda f: cell(f, "one_client", "p99_ms")),
+        ("QPS (1 client)", lambda f: cell(f, "one_client", "qps")),
+        ("QPS (4 clients)", lambda f: cell(f, "four_clients", "qps")),
+        ("p50/p99 ms (4 clients)", lambda f: _pair(f, "four_clients")),
+        ("recall@10", lambda f: cell(f, "recall_at_10", fmt="{:.3f}")),
+        ("peak RSS", lambda f: format_mib(f.get("peak_rss_bytes"))),
+        ("BM25", lambda f: yes(f, "bm25")),
+        ("hybrid_search", lambda f: yes(f, "hybrid_search")),
+        ("group_by", lambda f: yes(f, "group_by")),
+        ("JSON list values", lambda f: yes(f, "json_list")),
+        ("note", lambda f: (f.get("skipped") or f.get("error") or "")[:60]),
+    ]
+    for label, render in lines:
+        table.add_row(label, *(render(f) for f in stores))
+    return table
+
+
+def _flush_cell(figures: dict[str, Any]) -> str:
+    if "flush_s" not in figures:
+        return "-"
+    return f"{figures['flush_s']:.1f} + {figures.get('index_wait_s', 0):.1f}"
+
+
+def _pair(figures: dict[str, Any], key: str) -> str:
+    row = figures.get(key)
+    return f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}" if isinstance(row, dict) else "-"
