@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
@@ -298,3 +299,23 @@ def decode_sources(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
         return []
     return [entry for entry in value if isinstance(entry, dict)]
+
+
+def index_done(info: dict[str, Any], rows: int) -> bool:
+    """Whether ``describe_index`` output says the index covers the data: ``rows`` indexed, or
+    nothing pending (FLAT in Milvus Lite 2.5 reports 0 of 0), or no progress figures at all."""
+    if "indexed_rows" not in info:
+        return True
+    indexed = int(info["indexed_rows"])
+    pending = int(info.get("pending_index_rows", 0))
+    return indexed >= rows or (pending == 0 and indexed >= int(info.get("total_rows", 0)))
+
+
+def wait_for_index(client: MilvusClient, name: str, rows: int, timeout_s: float) -> bool:
+    """True once the vector index covers the rows, False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if index_done(client.describe_index(name, VECTOR_FIELD) or {}, rows):
+            return True
+        time.sleep(2)
+    return False

@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from core.milvus import SPARSE_FIELD, VECTOR_FIELD, connect, ensure_collection
+from core.milvus import SPARSE_FIELD, VECTOR_FIELD, connect, ensure_collection, wait_for_index
 from core.settings import Settings
 from newsstream.local_stack import free_port, milvus_lite_command, milvus_server_command
 from newsstream.search_bench import QUERIES, _perturbed, _rows, _texts
@@ -392,7 +392,7 @@ def probe_features(client: MilvusClient, settings: Settings, dim: int) -> dict[s
     vectors = rng.normal(size=(6, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     texts = ["floods in the north", "election results", "football match"] * 2
-    rows = _rows(0, vectors, np.arange(6), texts)
+    rows = _rows(0, vectors, np.arange(6), texts, [])  # a bare list: the feature probed
     for i, row in enumerate(rows):
         row["story_id"] = f"story-{i % 3}"
     try:
@@ -400,7 +400,7 @@ def probe_features(client: MilvusClient, settings: Settings, dim: int) -> dict[s
         features["json_list"] = True
     except Exception:  # a server that takes only JSON objects in a JSON field
         features["json_list"] = False
-        client.upsert(PROBE_COLLECTION, _rows(0, vectors, np.arange(6), texts, {}))
+        client.upsert(PROBE_COLLECTION, _rows(0, vectors, np.arange(6), texts))
     client.flush(PROBE_COLLECTION)
     dense = {"metric_type": "COSINE"}
     query = [vectors[0].tolist()]
@@ -480,33 +480,12 @@ def timed_searches(
     return latency_summary(latencies, time.monotonic() - started, clients)
 
 
-def index_done(info: dict[str, Any], rows: int) -> bool:
-    """Whether ``describe_index`` output says the index covers the data: ``rows`` indexed, or
-    nothing pending (FLAT in Milvus Lite 2.5 reports 0 of 0), or no progress figures at all."""
-    if "indexed_rows" not in info:
-        return True
-    indexed = int(info["indexed_rows"])
-    pending = int(info.get("pending_index_rows", 0))
-    return indexed >= rows or (pending == 0 and indexed >= int(info.get("total_rows", 0)))
-
-
-def _wait_indexed(client: MilvusClient, name: str, rows: int, timeout_s: float) -> bool:
-    """True once the vector index covers the rows, False after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if index_done(client.describe_index(name, VECTOR_FIELD) or {}, rows):
-            return True
-        time.sleep(2)
-    return False
-
-
 def _fill(
     client: MilvusClient,
     settings: Settings,
     base: np.ndarray,
     texts: list[str],
     rows: int,
-    json_list: bool,
     max_fill_s: float,
     console: Console,
 ) -> tuple[np.ndarray, float, str | None]:
@@ -517,7 +496,6 @@ def _fill(
     """
     rng = np.random.default_rng(7)
     vectors = np.empty((rows, base.shape[1]), dtype=np.float32)
-    also: dict[str, Any] | None = None if json_list else {}
     started = time.monotonic()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"upserting {rows} rows", total=rows)
@@ -525,7 +503,7 @@ def _fill(
             picks = np.arange(start, min(rows, start + BATCH)) % len(base)
             chunk = _perturbed(base, picks, rng)
             vectors[start : start + len(chunk)] = chunk
-            client.upsert(settings.milvus_collection, _rows(start, chunk, picks, texts, also))
+            client.upsert(settings.milvus_collection, _rows(start, chunk, picks, texts))
             progress.advance(task, len(chunk))
             elapsed = time.monotonic() - started
             done = start + len(chunk)
@@ -567,9 +545,8 @@ def run_store(
             result["features"] = probe_features(client, settings, base.shape[1])
             ensure_collection(client, settings, base.shape[1])
             vectors, fill_s, stopped = _fill(
-                client, settings, base, texts, rows, result["features"]["json_list"],
-                max_fill_s, console,
-            )  # fmt: skip
+                client, settings, base, texts, rows, max_fill_s, console
+            )
             result["fill_s"] = fill_s
             result["upserts_per_s"] = len(vectors) / fill_s
             if stopped:
@@ -579,7 +556,7 @@ def run_store(
             client.flush(COLLECTION)
             result["flush_s"] = time.monotonic() - started
             started = time.monotonic()
-            result["indexed"] = _wait_indexed(client, COLLECTION, rows, max_fill_s)
+            result["indexed"] = wait_for_index(client, COLLECTION, rows, max_fill_s)
             result["index_wait_s"] = time.monotonic() - started
             client.load_collection(COLLECTION)
             result["after_fill_rss_bytes"] = store.rss.sample()

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.milvus import index_done
 from newsstream.store_bench import (
     STORES,
     descendants,
     exact_top_k,
     format_mib,
-    index_done,
     latency_summary,
     parse_proc_stat,
     parse_stores,
