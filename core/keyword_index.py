@@ -34,6 +34,47 @@ MAX_QUERY_TERMS = 32
 TITLE_WEIGHT = 2.0
 
 _TERM = re.compile(r"\w+", re.UNICODE)
+#: English function words dropped from queries (they match most articles, cost the most to
+#: rank and carry almost no BM25 weight); a query made only of them keeps them.
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+    ]
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -85,8 +126,10 @@ def match_expression(query: str) -> str | None:
     Returns None when the query has no word characters. The quoting makes every term a plain
     string (FTS5 operators such as ``NEAR``, ``*``, ``:`` or ``-`` typed by a user are text).
     """
+    words = _TERM.findall(query.lower())
+    content = [word for word in words if word not in STOP_WORDS]
     terms: list[str] = []
-    for term in _TERM.findall(query.lower()):
+    for term in content or words:
         if term not in terms:
             terms.append(term)
         if len(terms) == MAX_QUERY_TERMS:
@@ -107,6 +150,10 @@ class KeywordIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Searches read on a connection of their own thread: WAL readers run in parallel
+        # (with each other and with the writer), which a shared connection would serialize.
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     def upsert(self, docs: Iterable[KeywordDoc]) -> int:
         """Index ``docs`` (replacing earlier versions of the same ids) in one transaction;
@@ -167,10 +214,18 @@ class KeywordIndex:
             + "".join(f" AND {clause}" for clause in clauses)
             + " ORDER BY rank LIMIT ?"
         )
-        with self._lock:
-            rows = self._db.execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
+        rows = self._reader().execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
         # FTS5's bm25() is lower-is-better (negative); flip it so higher is better.
         return [(str(ident), -float(rank)) for ident, rank in rows]
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._readers.connection = connection
+            with self._lock:
+                self._reader_connections.append(connection)
+        return connection
 
     def count(self) -> int:
         """Articles in the index."""
@@ -179,6 +234,9 @@ class KeywordIndex:
 
     def close(self) -> None:
         with self._lock:
+            for connection in self._reader_connections:
+                connection.close()
+            self._reader_connections.clear()
             self._db.close()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ RRF_K = 60
 #: known-item MRR@10 0.946 -> 0.978 at category precision 0.895; 2 or 3 title candidates rank
 #: worse on both).
 TITLE_CANDIDATES = 1
+#: Threads that run keyword-index rankings beside the dense search.
+_KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-search")
 
 
 @dataclass(frozen=True)
@@ -263,11 +266,13 @@ class Searcher:
         else:
             # The same three rankings as the Milvus hybrid (see _hybrid_requests).
             depth = max(limit * 2, self._settings.milvus_hybrid_candidates)
-            dense = self._dense(query, expr, depth)
-            sparse = keywords.search(query, limit=depth, filters=filters)
-            title = keywords.search(
-                query, limit=TITLE_CANDIDATES, filters=filters, titles_only=True
+            # The keyword rankings run in SQLite while this thread embeds and waits for Milvus.
+            sparse_job = _KEYWORD_POOL.submit(keywords.search, query, limit=depth, filters=filters)
+            title_job = _KEYWORD_POOL.submit(
+                keywords.search, query, limit=TITLE_CANDIDATES, filters=filters, titles_only=True
             )
+            dense = self._dense(query, expr, depth)
+            sparse, title = sparse_job.result(), title_job.result()
             ranked = rrf_fuse(
                 [
                     [str(row["id"]) for row in dense],

@@ -158,3 +158,9 @@ def test_titles_only_ranks_on_the_headline(index: KeywordIndex) -> None:
     assert [i for i, _ in index.search("storm", limit=10, titles_only=True)] == ["storm"]
     assert index.search("harbour", limit=10, titles_only=True) == []
     assert [i for i, _ in index.search("harbour", limit=10)] == ["storm"]
+
+
+def test_stop_words_are_dropped_unless_the_query_has_nothing_else() -> None:
+    assert match_expression("the floods in the north") == '"floods" OR "north"'
+    assert match_expression("to be or not to be") == '"not"'
+    assert match_expression("the of and") == '"the" OR "of" OR "and"'
