@@ -24,7 +24,13 @@ from pymilvus import MilvusClient, MilvusException
 
 from consumers.prepare import Prepared
 from core.metrics import DEDUP_INDEX_SIZE
-from core.milvus import VECTOR_FIELD, decode_sources, encode_sources
+from core.milvus import (
+    SPARSE_FIELD,
+    TITLE_SPARSE_FIELD,
+    VECTOR_FIELD,
+    decode_sources,
+    encode_sources,
+)
 from core.settings import Settings
 from dedup.index import DedupIndex, IndexParams, Verdict
 from dedup.lsh import LshParams
@@ -106,7 +112,7 @@ class DedupStage:
     def __init__(
         self,
         index: DedupIndex,
-        annotate: Callable[[str, list[dict[str, str]]], None] | None = None,
+        annotate: Callable[[dict[str, list[dict[str, str]]]], None] | None = None,
     ) -> None:
         self._index = index
         self._annotate = annotate
@@ -144,11 +150,10 @@ class DedupStage:
             self._index.record(article_id, verdict if verdict else article_id, now)
         if self._pending and self._annotate is not None:
             pending, self._pending = self._pending, {}
-            for kept_id, sources in pending.items():
-                try:
-                    self._annotate(kept_id, sources)
-                except MilvusException as exc:  # advisory data: never hold the batch for it
-                    log.warning("could not record other sources of %s: %s", kept_id, exc)
+            try:
+                self._annotate(pending)
+            except MilvusException as exc:  # advisory data: never hold the batch for it
+                log.warning("could not record other sources of %d articles: %s", len(pending), exc)
         self._pending.clear()
         self._index.expire(now)
         DEDUP_INDEX_SIZE.set(self._index.size())
@@ -156,30 +161,36 @@ class DedupStage:
 
 def milvus_annotator(
     client: MilvusClient, collection: str
-) -> Callable[[str, list[dict[str, str]]], None]:
-    """Adds sources to a stored article's ``also_reported_by`` (read, merge, upsert the row)."""
+) -> Callable[[dict[str, list[dict[str, str]]]], None]:
+    """Adds sources to stored articles' ``also_reported_by``: one read of every kept article of
+    a batch, a merge, one upsert of the changed rows."""
 
-    def annotate(kept_id: str, sources: list[dict[str, str]]) -> None:
-        # Strong: the kept article may have been upserted a moment ago (even in this batch),
-        # and a Milvus server serves Bounded reads a graceful time behind the writes.
+    def annotate(pending: dict[str, list[dict[str, str]]]) -> None:
+        if not pending:
+            return
+        # Strong: a kept article may have been upserted a moment ago (even in this batch), and
+        # a Milvus server serves Bounded reads a graceful time behind the writes.
         rows = client.get(
             collection,
-            ids=[kept_id],
+            ids=list(pending),
             output_fields=["*", VECTOR_FIELD],
             consistency_level="Strong",
         )
-        if not rows:
-            return  # the kept article left the collection; nothing to annotate
-        row = dict(rows[0])
-        row.pop("sparse", None)  # computed by the BM25 function, never written
-        known = decode_sources(row.get("also_reported_by"))
-        urls = {entry.get("url") for entry in known}
-        for source in sources:
-            if source["url"] not in urls and source["url"] != row.get("url"):
-                known.append(source)
-                urls.add(source["url"])
-        row["also_reported_by"] = encode_sources(known[:MAX_ALSO_REPORTED])
-        row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
-        client.upsert(collection, [row])
+        changed = []
+        for stored in rows:  # kept articles that left the collection have no row: skipped
+            row = dict(stored)
+            for computed in (SPARSE_FIELD, TITLE_SPARSE_FIELD):  # BM25 outputs, never written
+                row.pop(computed, None)
+            known = decode_sources(row.get("also_reported_by"))
+            urls = {entry.get("url") for entry in known}
+            for source in pending.get(str(row["id"]), []):
+                if source["url"] not in urls and source["url"] != row.get("url"):
+                    known.append(source)
+                    urls.add(source["url"])
+            row["also_reported_by"] = encode_sources(known[:MAX_ALSO_REPORTED])
+            row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
+            changed.append(row)
+        if changed:
+            client.upsert(collection, changed)
 
     return annotate
