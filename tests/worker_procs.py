@@ -55,6 +55,20 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int
     return process.returncode
 
 
+def news_article(url: str, title: str, summary: str, source: str) -> Article:
+    """An article of ``source`` at ``url`` (fixed publish and fetch times)."""
+    return Article(
+        id=article_id(link=url),
+        url=url,
+        title=title,
+        summary=summary,
+        source=source,
+        feed_id=source,
+        published_at=1_760_000_000,
+        fetched_at=1_760_000_100,
+    )
+
+
 def bbc_articles(bbc_dir: Path, limit: int, offset: int = 0) -> Iterator[Article]:
     """Distinct BBC News articles as Article messages (title + first sentences as summary).
 

@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from core.article import Article
-from core.ids import article_id
 from core.kafka import ensure_topics
 from core.keyword_index import KeywordIndex, keyword_index_path
 from core.milvus import collection_has_bm25, connect, ensure_collection
@@ -27,6 +25,7 @@ from search_api.app import create_app
 from conftest import LocalServer, start_local_milvus
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker
+from worker_procs import news_article
 
 pytestmark = pytest.mark.integration
 
@@ -52,29 +51,23 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     servers.close()
 
 
-def _article(slug: str, title: str, summary: str, source: str) -> Article:
-    url = f"https://{source}/{slug}"
-    return Article(
-        id=article_id(link=url),
-        url=url,
-        title=title,
-        summary=summary,
-        source=source,
-        feed_id=source,
-        published_at=1_760_000_000,
-        fetched_at=1_760_000_100,
-    )
-
-
 def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(
     make_settings: Any, embedder: Any, server_uri: str
 ) -> None:
     settings = make_settings(milvus_uri=server_uri, worker_batch_time_s=1.0)
     ensure_topics(settings)
-    floods = _article("floods", "Floods force thousands from homes", FLOODS, "wire.example")
-    copy = _article("a/1", "Floods force thousands from homes", FLOODS, "daily.example")
-    rates = _article("rates", "Central bank holds rates", RATES, "money.example")
-    chess = _article("chess", "Teenager takes chess title", CHESS, "sport.example")
+    floods = news_article(
+        "https://wire.example/floods", "Floods force thousands from homes", FLOODS, "wire.example"
+    )
+    copy = news_article(
+        "https://daily.example/a/1", "Floods force thousands from homes", FLOODS, "daily.example"
+    )
+    rates = news_article(
+        "https://money.example/rates", "Central bank holds rates", RATES, "money.example"
+    )
+    chess = news_article(
+        "https://sport.example/chess", "Teenager takes chess title", CHESS, "sport.example"
+    )
     publisher = Publisher(settings)
     assert publisher.publish([floods, copy, rates, chess]) == {
         floods.id,

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from core.article import Article
-from core.ids import article_id
 from core.kafka import ensure_topics
 from producers.publisher import Publisher
 from search_api.app import create_app
 
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker
+from worker_procs import news_article
 
 pytestmark = pytest.mark.integration
 
@@ -31,37 +30,24 @@ OTHER = (
 )
 
 
-def _article(url: str, title: str, summary: str, source: str) -> Article:
-    return Article(
-        id=article_id(link=url),
-        url=url,
-        title=title,
-        summary=summary,
-        source=source,
-        feed_id=source,
-        published_at=1_760_000_000,
-        fetched_at=1_760_000_100,
-    )
-
-
 def test_copies_are_duplicates_and_the_kept_article_lists_the_other_outlets(
     make_settings: Any, embedder: Any
 ) -> None:
     settings = make_settings(worker_batch_time_s=1.0)
     ensure_topics(settings)
-    kept = _article(
+    kept = news_article(
         "https://wire.example/floods", "Floods force thousands from homes", STORY, "wire.example"
     )
-    exact = _article(
+    exact = news_article(
         "https://daily.example/a/1", "Floods force thousands from homes", STORY, "daily.example"
     )
-    near = _article(
+    near = news_article(
         "https://gazette.example/floods-update",
         "Update 1: Floods force thousands from homes",
         STORY + " (AFP)",
         "gazette.example",
     )
-    different = _article(
+    different = news_article(
         "https://money.example/rates", "Central bank holds rates", OTHER, "money.example"
     )
     publisher = Publisher(settings)
@@ -96,21 +82,21 @@ def test_same_story_in_other_words_shares_a_story_id_and_collapses(
 ) -> None:
     settings = make_settings(worker_batch_time_s=1.0)
     ensure_topics(settings)
-    first = _article(
+    first = news_article(
         "https://wire.example/quake",
         "Strong earthquake hits southern Japan",
         "A magnitude 7.1 earthquake struck off the southern coast of Japan on Monday, shaking "
         "buildings in several cities and prompting a brief tsunami warning, officials said.",
         "wire.example",
     )
-    retold = _article(
+    retold = news_article(
         "https://herald.example/japan-quake",
         "Japan shaken by powerful offshore quake",
         "Buildings swayed across southern Japan after a powerful offshore earthquake on Monday; "
         "authorities briefly warned of a tsunami, and no major damage was reported so far.",
         "herald.example",
     )
-    unrelated = _article(
+    unrelated = news_article(
         "https://money.example/rates", "Central bank holds rates", OTHER, "money.example"
     )
     publisher = Publisher(settings)
