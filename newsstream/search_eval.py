@@ -1,7 +1,8 @@
 """`newsstream eval search`: retrieval quality of each search mode on bbc-news.
 
 What it does: indexes the 2,225 bbc-news articles (title + full text, the worker's row shape)
-into a fresh collection of a Milvus Lite server it starts (or ``milvus_uri``), then runs through
+into a fresh collection of the local Milvus it starts (``local_milvus``; or ``milvus_uri``), through
+the same write path as the worker (the keyword index included), then runs through
 the same :class:`search_api.searcher.Searcher` the API uses:
 
 - known-item search: the headline as query, its article as the one right answer; MRR@10 and
@@ -31,9 +32,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from core.article_writer import ArticleWriter
 from core.embedding import Embedder
+from core.keyword_index import keyword_index_path
 from core.metrics import SearchMode
-from core.milvus import VECTOR_FIELD, connect, encode_sources, ensure_collection
+from core.milvus import VECTOR_FIELD, connect, encode_sources, wait_for_index
 from core.settings import Settings
 from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
@@ -94,7 +97,8 @@ def run_search_eval(
     """Index bbc-news and measure each mode (see the module docstring)."""
     console = console or Console()
     docs = _load(data_dir / "eval" / "bbc-news")
-    with throwaway_milvus(milvus_uri) as milvus_uri:
+    store = Settings().local_milvus
+    with throwaway_milvus(milvus_uri, kind=store) as milvus_uri:
         settings = Settings(
             milvus_uri=milvus_uri, milvus_collection="eval_bbc", data_dir=Settings().data_dir
         )
@@ -102,7 +106,8 @@ def run_search_eval(
         client = connect(milvus_uri)
         if client.has_collection(settings.milvus_collection):
             client.drop_collection(settings.milvus_collection)
-        ensure_collection(client, settings, embedder.dimension)
+        keyword_index_path(settings).unlink(missing_ok=True)  # left by an earlier run
+        writer = ArticleWriter.open(client, settings, embedder.dimension)
         started = time.monotonic()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("embedding and indexing bbc-news", total=len(docs))
@@ -129,10 +134,13 @@ def run_search_eval(
                     }
                     for d, v, t in zip(chunk, vectors, texts, strict=True)
                 ]
-                client.upsert(settings.milvus_collection, rows)
+                writer.upsert(rows)
                 progress.advance(task, len(chunk))
-        # Milvus Lite searches unflushed rows slowly (about 1 s a query): seal before measuring.
+        # Unflushed rows are searched slowly (Milvus Lite: about 1 s a query) and a Milvus
+        # server's Bounded reads lag the writes: seal, and wait for the index.
         client.flush(settings.milvus_collection)
+        wait_for_index(client, settings.milvus_collection, len(docs), 600)
+        time.sleep(1)
         index_s = time.monotonic() - started
         searcher = Searcher(settings, client, embedder)
         step = max(1, len(docs) // sample)
