@@ -161,7 +161,7 @@ class KeywordIndex:
         nothing written."""
         try:
             return self._upsert(docs)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             raise TransientError(f"keyword index {self.path}: {exc}") from exc
 
     def _upsert(self, docs: Iterable[KeywordDoc]) -> int:
@@ -214,7 +214,10 @@ class KeywordIndex:
             + "".join(f" AND {clause}" for clause in clauses)
             + " ORDER BY rank LIMIT ?"
         )
-        rows = self._reader().execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
+        try:
+            rows = self._reader().execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
+        except sqlite3.Error as exc:  # busy, locked or damaged: the API answers 503
+            raise TransientError(f"keyword index {self.path}: {exc}") from exc
         # FTS5's bm25() is lower-is-better (negative); flip it so higher is better.
         return [(str(ident), -float(rank)) for ident, rank in rows]
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import TransientError
 from core.keyword_index import MAX_QUERY_TERMS, KeywordDoc, KeywordIndex, match_expression
 from search_api.filters import SearchFilters
 
@@ -164,3 +165,11 @@ def test_stop_words_are_dropped_unless_the_query_has_nothing_else() -> None:
     assert match_expression("the floods in the north") == '"floods" OR "north"'
     assert match_expression("to be or not to be") == '"not"'
     assert match_expression("the of and") == '"the" OR "of" OR "and"'
+
+
+def test_a_damaged_index_file_is_a_transient_error(tmp_path: Path) -> None:
+    idx = KeywordIndex(tmp_path / "k.sqlite")
+    idx.upsert([doc("a", "Election results", "")])
+    idx._reader().execute("DROP TABLE docs_fts")  # what a damaged file looks like to a query
+    with pytest.raises(TransientError):
+        idx.search("election", limit=5)
