@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from rich.table import Table
 from core.milvus import SPARSE_FIELD, VECTOR_FIELD, connect, ensure_collection, wait_for_index
 from core.settings import Settings
 from newsstream.local_stack import free_port, milvus_lite_command, milvus_server_command
+from newsstream.proctree import kill_tree, tree_rss
 from newsstream.search_bench import QUERIES, _perturbed, _rows, _texts
 
 K = 10
@@ -145,95 +146,12 @@ def projected_s(done: int, elapsed_s: float, total: int) -> float:
     return elapsed_s * total / done
 
 
-def parse_proc_stat(text: str) -> tuple[int, int]:
-    """(pid, ppid) from the text of ``/proc/<pid>/stat`` (the name may hold spaces and ')')."""
-    pid = int(text.split(" ", 1)[0])
-    rest = text[text.rindex(")") + 2 :].split()
-    return pid, int(rest[1])
-
-
-def descendants(parents: dict[int, int], root: int) -> set[int]:
-    """``root`` and every process below it, from a pid -> ppid map."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = {root}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def format_mib(value: float | None) -> str:
     """``value`` bytes as MiB (GiB past 10 GiB), or '-'."""
     if value is None:
         return "-"
     mib = value / 2**20
     return f"{mib / 1024:.1f} GiB" if mib >= 10 * 1024 else f"{mib:.0f} MiB"
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def _tree_pids(root: int) -> set[int]:
-    try:
-        import psutil  # type: ignore[import-untyped]
-
-        proc = psutil.Process(root)
-        return {root, *(c.pid for c in proc.children(recursive=True))}
-    except ImportError:
-        pass
-    except Exception:
-        return set()
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                pid, ppid = parse_proc_stat((entry / "stat").read_text())
-            except (OSError, ValueError, IndexError):
-                continue
-            parents[pid] = ppid
-    return descendants(parents, root) if root in parents else set()
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and its descendants (shared pages counted in each)."""
-    total = 0
-    for pid in _tree_pids(root):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            continue
-    return total
-
-
-def kill_tree(root: int, grace_s: float = 10.0) -> None:
-    """SIGTERM ``root``'s tree (children first), then SIGKILL what is left after ``grace_s``."""
-    pids = [*sorted(_tree_pids(root) - {root}), root]
-    for pid in pids:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.2)
-    for pid in pids:
-        if _alive(pid):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def side_venv(spec: StoreSpec, data_dir: Path, console: Console) -> Path:

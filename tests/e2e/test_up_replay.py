@@ -15,40 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsstream.proctree import alive, tree_pids
+
 from probes import wait_until
 from up_process import start_up, up_env, wait_for_api
 
 pytestmark = pytest.mark.e2e
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_path: Path) -> None:
@@ -79,7 +51,7 @@ def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_pat
         assert cli.returncode == 0, cli.stderr
         assert "election results" in cli.stdout and "score" in cli.stdout
 
-        children = _descendants(up.pid)
+        children = tree_pids(up.pid) - {up.pid}
         assert len(children) >= 5, f"expected broker, milvus, api, worker, producer: {children}"
     finally:
         up.send_signal(signal.SIGTERM)
@@ -93,5 +65,5 @@ def test_up_replay_serves_search_and_stops_cleanly(news_feeds_dir: Path, tmp_pat
     assert stop_s < 10, f"stopping took {stop_s:.1f} s"
     assert up.returncode == 0, log_path.read_text()[-3000:]
     time.sleep(0.5)
-    left = [pid for pid in children if _alive(pid)]
+    left = [pid for pid in children if alive(pid)]
     assert not left, f"processes left behind after SIGTERM: {left}"

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from core.milvus import index_done
+from newsstream.proctree import descendants, parse_proc_stat
 from newsstream.store_bench import (
     STORES,
-    descendants,
     exact_top_k,
     format_mib,
     latency_summary,
-    parse_proc_stat,
     parse_stores,
     percentile,
     projected_s,
