@@ -37,6 +37,15 @@ class ArticleWriter:
         writer for it."""
         return cls(client, settings, has_bm25=ensure_collection(client, settings, dim))
 
+    @classmethod
+    def fresh(cls, client: MilvusClient, settings: Settings, dim: int) -> ArticleWriter:
+        """A writer for an empty collection: the collection and its keyword index are dropped
+        first (benchmarks and evaluations, never the service)."""
+        if client.has_collection(settings.milvus_collection):
+            client.drop_collection(settings.milvus_collection)
+        keyword_index_path(settings).unlink(missing_ok=True)
+        return cls.open(client, settings, dim)
+
     def catch_up(self) -> int:
         """Index rows Milvus has and the keyword index lacks (a new or lost index file);
         returns how many (0 without a keyword index or when it is complete)."""

@@ -161,12 +161,7 @@ def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> boo
             _create_without_bm25(client, settings, dim)
         if not client.has_collection(name):
             try:
-                client.create_collection(
-                    name,
-                    schema=_schema(client, dim, with_bm25=True),
-                    index_params=_index_params(client, settings, with_bm25=True),
-                    consistency_level="Bounded",
-                )
+                _create(client, settings, dim, with_bm25=True)
             except MilvusException as exc:
                 # Either created concurrently by another process (kept), or refused BM25.
                 if not client.has_collection(name) or _bm25_leftover(client, name):
@@ -232,15 +227,19 @@ def _create_without_bm25(client: MilvusClient, settings: Settings, dim: int) -> 
     if client.has_collection(name) and _bm25_leftover(client, name):
         client.drop_collection(name)
     try:
-        client.create_collection(
-            name,
-            schema=_schema(client, dim, with_bm25=False),
-            index_params=_index_params(client, settings, with_bm25=False),
-            consistency_level="Bounded",
-        )
+        _create(client, settings, dim, with_bm25=False)
     except MilvusException:
         if not client.has_collection(name):  # else created concurrently by another process
             raise
+
+
+def _create(client: MilvusClient, settings: Settings, dim: int, *, with_bm25: bool) -> None:
+    client.create_collection(
+        settings.milvus_collection,
+        schema=_schema(client, dim, with_bm25=with_bm25),
+        index_params=_index_params(client, settings, with_bm25=with_bm25),
+        consistency_level="Bounded",
+    )
 
 
 def collection_dimension(client: MilvusClient, name: str) -> int:

@@ -25,7 +25,6 @@ from rich.table import Table
 
 from core.article_writer import ArticleWriter
 from core.embedding import Embedder
-from core.keyword_index import keyword_index_path
 from core.milvus import VECTOR_FIELD, connect, encode_sources, wait_for_index
 from core.settings import Settings
 from newsstream.local_stack import free_port, throwaway_milvus, wait_for_port
@@ -198,10 +197,7 @@ def run_search_bench(
         texts = _texts(data_dir)
         base = embedder.embed(texts)
         client = connect(milvus_uri)
-        if client.has_collection(settings.milvus_collection):
-            client.drop_collection(settings.milvus_collection)
-        keyword_index_path(settings).unlink(missing_ok=True)  # left by an earlier run
-        writer = ArticleWriter.open(client, settings, embedder.dimension)
+        writer = ArticleWriter.fresh(client, settings, embedder.dimension)
         started = time.monotonic()
         vectors = _fill(writer, base, texts, n, console)
         client.flush(settings.milvus_collection)

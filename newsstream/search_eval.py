@@ -34,7 +34,6 @@ from rich.table import Table
 
 from core.article_writer import ArticleWriter
 from core.embedding import Embedder
-from core.keyword_index import keyword_index_path
 from core.metrics import SearchMode
 from core.milvus import VECTOR_FIELD, connect, encode_sources, wait_for_index
 from core.settings import Settings
@@ -104,10 +103,7 @@ def run_search_eval(
         )
         embedder = Embedder(settings)
         client = connect(milvus_uri)
-        if client.has_collection(settings.milvus_collection):
-            client.drop_collection(settings.milvus_collection)
-        keyword_index_path(settings).unlink(missing_ok=True)  # left by an earlier run
-        writer = ArticleWriter.open(client, settings, embedder.dimension)
+        writer = ArticleWriter.fresh(client, settings, embedder.dimension)
         started = time.monotonic()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("embedding and indexing bbc-news", total=len(docs))
