@@ -10,7 +10,8 @@ data dir, shared by every process of one machine (WAL mode: the workers write, t
 - ``search`` turns any user text into a plain OR of quoted terms (no FTS5 syntax from the
   user reaches SQLite; every value is a bound parameter), ranks by BM25 with the title weighted
   above the body, and applies the same filters as the Milvus expression (sources, language,
-  feeds, publish-time range).
+  feeds, publish-time range). Headline-only search (``titles_only``) runs on a table of its own
+  holding only the titles, so its cost follows the title postings, not the whole articles'.
 
 Scores are BM25 scores as positive numbers (higher is better), comparable within one query.
 """
@@ -88,6 +89,9 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
     title, text, tokenize = 'porter unicode61 remove_diacritics 2'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS titles_fts USING fts5(
+    title, tokenize = 'porter unicode61 remove_diacritics 2'
+);
 """
 
 
@@ -150,10 +154,22 @@ class KeywordIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._fill_titles()
         # Searches read on a connection of their own thread: WAL readers run in parallel
         # (with each other and with the writer), which a shared connection would serialize.
         self._readers = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
+
+    def _fill_titles(self) -> None:
+        """Fill the headline table from the articles table when it holds fewer rows (an index
+        file written before the headline table existed)."""
+        with self._lock, self._db:
+            titles = self._db.execute("SELECT count(*) FROM titles_fts").fetchone()[0]
+            if titles < self._db.execute("SELECT count(*) FROM docs").fetchone()[0]:
+                self._db.execute("DELETE FROM titles_fts")
+                self._db.execute(
+                    "INSERT INTO titles_fts (rowid, title) SELECT rowid, title FROM docs_fts"
+                )
 
     def upsert(self, docs: Iterable[KeywordDoc]) -> int:
         """Index ``docs`` (replacing earlier versions of the same ids) in one transaction;
@@ -171,6 +187,7 @@ class KeywordIndex:
                 row = self._db.execute("SELECT rowid FROM docs WHERE id = ?", (doc.id,)).fetchone()
                 if row is not None:
                     self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", (row[0],))
+                    self._db.execute("DELETE FROM titles_fts WHERE rowid = ?", (row[0],))
                     self._db.execute(
                         "UPDATE docs SET source = ?, feed_id = ?, language = ?, published_at = ?"
                         " WHERE rowid = ?",
@@ -188,6 +205,9 @@ class KeywordIndex:
                     "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)",
                     (rowid, doc.title, doc.text),
                 )
+                self._db.execute(
+                    "INSERT INTO titles_fts (rowid, title) VALUES (?, ?)", (rowid, doc.title)
+                )
                 count += 1
         return count
 
@@ -204,22 +224,38 @@ class KeywordIndex:
         match = match_expression(query)
         if match is None or limit <= 0:
             return []
-        if titles_only:
-            match = f"title : ({match})"
+        table, weights = ("titles_fts", "") if titles_only else ("docs_fts", ", ?, 1.0")
+        weight = () if titles_only else (TITLE_WEIGHT,)
         clauses, params = _filter_sql(filters) if filters is not None else ([], [])
-        sql = (
-            "SELECT docs.id, bm25(docs_fts, ?, 1.0) AS rank FROM docs_fts"
-            " JOIN docs ON docs.rowid = docs_fts.rowid"
-            " WHERE docs_fts MATCH ?"
-            + "".join(f" AND {clause}" for clause in clauses)
-            + " ORDER BY rank LIMIT ?"
-        )
         try:
-            rows = self._reader().execute(sql, (TITLE_WEIGHT, match, *params, limit)).fetchall()
+            reader = self._reader()
+            if not clauses:
+                # Without filters the ranking needs no join: only the best rows are named.
+                ranked = reader.execute(
+                    f"SELECT rowid, bm25({table}{weights}) AS score FROM {table}"
+                    f" WHERE {table} MATCH ? ORDER BY score LIMIT ?",
+                    (*weight, match, limit),
+                ).fetchall()
+                names = dict(
+                    reader.execute(
+                        "SELECT rowid, id FROM docs WHERE rowid IN"
+                        f" ({', '.join('?' for _ in ranked)})",
+                        [rowid for rowid, _ in ranked],
+                    ).fetchall()
+                )
+                rows = [(names[rowid], score) for rowid, score in ranked if rowid in names]
+            else:
+                rows = reader.execute(
+                    f"SELECT docs.id, bm25({table}{weights}) AS score FROM {table}"
+                    f" JOIN docs ON docs.rowid = {table}.rowid WHERE {table} MATCH ?"
+                    + "".join(f" AND {clause}" for clause in clauses)
+                    + " ORDER BY score LIMIT ?",
+                    (*weight, match, *params, limit),
+                ).fetchall()
         except sqlite3.Error as exc:  # busy, locked or damaged: the API answers 503
             raise TransientError(f"keyword index {self.path}: {exc}") from exc
         # FTS5's bm25() is lower-is-better (negative); flip it so higher is better.
-        return [(str(ident), -float(rank)) for ident, rank in rows]
+        return [(str(ident), -float(score)) for ident, score in rows]
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)

@@ -266,13 +266,17 @@ class Searcher:
         else:
             # The same three rankings as the Milvus hybrid (see _hybrid_requests).
             depth = max(limit * 2, self._settings.milvus_hybrid_candidates)
-            # The keyword rankings run in SQLite while this thread embeds and waits for Milvus.
-            sparse_job = _KEYWORD_POOL.submit(keywords.search, query, limit=depth, filters=filters)
+            # The keyword rankings run in SQLite while this thread embeds and waits for Milvus;
+            # the rows of the best keyword matches are fetched meanwhile too, as the fused page
+            # mostly holds them (what it holds beyond them is fetched after the fusion).
+            sparse_job = _KEYWORD_POOL.submit(
+                self._keyword_rows, keywords, query, filters, depth, limit
+            )
             title_job = _KEYWORD_POOL.submit(
                 keywords.search, query, limit=TITLE_CANDIDATES, filters=filters, titles_only=True
             )
             dense = self._dense(query, expr, depth)
-            sparse, title = sparse_job.result(), title_job.result()
+            (sparse, by_id), title = sparse_job.result(), title_job.result()
             ranked = rrf_fuse(
                 [
                     [str(row["id"]) for row in dense],
@@ -281,7 +285,7 @@ class Searcher:
                 ],
                 k=RRF_K,
             )[:limit]
-            by_id = {str(row["id"]): dict(row.get("entity", row)) for row in dense}
+            by_id.update((str(row["id"]), dict(row.get("entity", row))) for row in dense)
             missing = [ident for ident, _ in ranked if ident not in by_id]
             by_id.update(self._rows_by_id(missing))
         return [
@@ -289,6 +293,13 @@ class Searcher:
             for ident, score in ranked
             if ident in by_id
         ]
+
+    def _keyword_rows(
+        self, keywords: KeywordIndex, query: str, filters: SearchFilters, depth: int, fetch: int
+    ) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
+        """The keyword ranking ``depth`` deep and the stored rows of its best ``fetch`` ids."""
+        ranked = keywords.search(query, limit=depth, filters=filters)
+        return ranked, self._rows_by_id([ident for ident, _ in ranked[:fetch]])
 
     def _rows_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored rows of ``ids`` that exist, by id."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -159,6 +160,31 @@ def test_titles_only_ranks_on_the_headline(index: KeywordIndex) -> None:
     assert [i for i, _ in index.search("storm", limit=10, titles_only=True)] == ["storm"]
     assert index.search("harbour", limit=10, titles_only=True) == []
     assert [i for i, _ in index.search("harbour", limit=10)] == ["storm"]
+
+
+def test_titles_only_follows_upserts_of_the_same_id(index: KeywordIndex) -> None:
+    index.upsert([doc("storm", "Harbour reopens", "Heavy rain and wind hit the harbour town.")])
+    assert index.search("storm", limit=10, titles_only=True) == []
+    assert [i for i, _ in index.search("harbour", limit=10, titles_only=True)] == ["storm"]
+
+
+def test_an_index_file_without_the_headline_table_gets_it_filled(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    KeywordIndex(path).upsert([doc("storm", "Storm floods the coast"), doc("b", "Budget vote")])
+    with sqlite3.connect(path) as db:  # what an index written before the table looked like
+        db.execute("DROP TABLE titles_fts")
+    reopened = KeywordIndex(path)
+    assert [i for i, _ in reopened.search("storm", limit=10, titles_only=True)] == ["storm"]
+    assert [i for i, _ in reopened.search("budget", limit=10, titles_only=True)] == ["b"]
+
+
+def test_filtered_and_unfiltered_rankings_agree(index: KeywordIndex) -> None:
+    everything = SearchFilters(since=0)  # a filter that keeps every article takes the join
+    for query in ("storm", "rain vote", "budget storm harbour"):
+        for titles_only in (False, True):
+            plain = index.search(query, limit=10, titles_only=titles_only)
+            joined = index.search(query, limit=10, filters=everything, titles_only=titles_only)
+            assert plain == joined
 
 
 def test_stop_words_are_dropped_unless_the_query_has_nothing_else() -> None:
