@@ -169,6 +169,7 @@ def build_worker(
             collection,
             threshold=settings.story_threshold,
             window_s=settings.dedup_window_hours * 3600,
+            consistency=settings.milvus_search_consistency,
         ),
         max_backoff_s=settings.worker_retry_max_backoff_s,
         max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
