@@ -133,8 +133,18 @@ def throwaway_milvus(
     """``uri`` when given; otherwise a local Milvus of ``kind`` on a temporary data dir,
     stopped and deleted on exit (for benchmarks and evaluations that must not touch the
     user's data)."""
-    if uri is not None:
+    with throwaway_milvus_process(uri, timeout_s, kind) as (uri, _pid):
         yield uri
+
+
+@contextmanager
+def throwaway_milvus_process(
+    uri: str | None = None, timeout_s: float = 120, kind: LocalMilvus = "lite"
+) -> Iterator[tuple[str, int | None]]:
+    """:func:`throwaway_milvus`, also giving the pid of the server it started (None when
+    ``uri`` was given), for measuring its memory."""
+    if uri is not None:
+        yield uri, None
         return
     with tempfile.TemporaryDirectory(prefix="newsstream-milvus-") as workdir:
         port = free_port()
@@ -147,7 +157,7 @@ def throwaway_milvus(
             uri = f"http://127.0.0.1:{port}"
             if not (wait_for_port(port, timeout_s) and wait_for_milvus(uri, timeout_s)):
                 raise RuntimeError(f"the local Milvus ({kind}) did not start")
-            yield uri
+            yield uri, server.pid
         finally:
             server.terminate()
             try:

@@ -71,6 +71,41 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def memory(pid: int) -> dict[str, int]:
+    """Bytes of one process: ``rss`` (resident), ``pss`` (resident with each shared page divided
+    among the processes that map it: sums over processes without counting a page twice),
+    ``anon`` (anonymous resident: what the kernel cannot drop; memory-mapped files it can) and
+    ``swap``; empty when the process is gone."""
+    keys = {"Rss:": "rss", "Pss:": "pss", "Anonymous:": "anon", "Swap:": "swap"}
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    figures: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] in keys:
+            figures[keys[parts[0]]] = int(parts[1]) * 1024
+    return figures
+
+
+def tree_memory(root: int) -> dict[str, int]:
+    """:func:`memory` summed over ``root`` and its descendants."""
+    total = {"rss": 0, "pss": 0, "anon": 0, "swap": 0}
+    for pid in tree_pids(root):
+        for key, value in memory(pid).items():
+            total[key] += value
+    return total
+
+
+def format_mib(value: float | None) -> str:
+    """``value`` bytes as MiB (GiB past 10 GiB), or '-'."""
+    if value is None:
+        return "-"
+    mib = value / 2**20
+    return f"{mib / 1024:.1f} GiB" if mib >= 10 * 1024 else f"{mib:.0f} MiB"
+
+
 def kill_tree(root: int, grace_s: float = 10.0) -> None:
     """SIGTERM ``root``'s tree (children first), then SIGKILL what is left after ``grace_s``."""
     pids = [*sorted(tree_pids(root) - {root}), root]

@@ -38,7 +38,8 @@ from core.milvus import (
     wait_for_index,
 )
 from core.settings import Settings
-from newsstream.local_stack import free_port, throwaway_milvus, wait_for_port
+from newsstream.local_stack import free_port, throwaway_milvus_process, wait_for_port
+from newsstream.proctree import format_mib, tree_memory
 
 QUERIES = [
     "election results",
@@ -181,9 +182,9 @@ def _measure(base_url: str, clients: int, seconds: float, mode: str) -> dict[str
 
 
 @contextmanager
-def _api_process(settings: Settings, port: int, timeout_s: float = 120) -> Iterator[None]:
+def _api_process(settings: Settings, port: int, timeout_s: float = 120) -> Iterator[int]:
     """``newsstream serve`` on ``port`` for the bench collection (no rate limit, no search
-    events), stopped on exit."""
+    events), stopped on exit; gives its pid."""
     env = {
         **os.environ,
         "NEWSSTREAM_MILVUS_URI": settings.milvus_uri or "",
@@ -199,7 +200,7 @@ def _api_process(settings: Settings, port: int, timeout_s: float = 120) -> Itera
     try:
         if not wait_for_port(port, timeout_s):
             raise RuntimeError(f"the API did not listen on port {port} within {timeout_s:.0f} s")
-        yield
+        yield api.pid
     finally:
         api.terminate()
         try:
@@ -221,7 +222,7 @@ def run_search_bench(
     """Fill, serve, measure; see the module docstring."""
     console = console or Console()
     store = Settings().local_milvus
-    with throwaway_milvus(milvus_uri, kind=store) as milvus_uri:
+    with throwaway_milvus_process(milvus_uri, kind=store) as (milvus_uri, server_pid):
         settings = Settings(
             milvus_uri=milvus_uri,
             milvus_collection=f"bench_{n}",
@@ -264,11 +265,14 @@ def run_search_bench(
             recalls.append(len(exact & found) / 10)
         api_port = free_port()
         base_url = f"http://127.0.0.1:{api_port}"
-        with _api_process(settings, api_port):
+        with _api_process(settings, api_port) as api_pid:
             for _ in range(5):  # warm-up
                 httpx.get(f"{base_url}/search", params={"q": "warm up", "mode": mode}, timeout=60)
             one = _measure(base_url, 1, seconds, mode)
             four = _measure(base_url, 4, seconds, mode)
+            memory = {"api": tree_memory(api_pid)}
+            if server_pid is not None:
+                memory["milvus"] = tree_memory(server_pid)
         result = {
             "n": n,
             "mode": mode,
@@ -283,6 +287,7 @@ def run_search_bench(
             "one_client": one,
             "four_clients": four,
             "milvus_uri": milvus_uri,
+            "memory_bytes": memory,
         }
         table = Table(
             title=f"search at {n} articles ({mode}, Milvus: {store}, query embedding included)"
@@ -304,4 +309,9 @@ def run_search_bench(
             f"({result['inserts_per_s']:.0f} rows/s), index build {index_s:.0f} s, "
             f"compaction and its index {compact_s:.0f} s"
         )
+        for name, figures in memory.items():
+            console.print(
+                f"memory of the {name} after the runs: RSS {format_mib(figures['rss'])}, "
+                f"PSS {format_mib(figures['pss'])}, anonymous {format_mib(figures['anon'])}"
+            )
         return result

@@ -46,7 +46,7 @@ from core.milvus import (
 )
 from core.settings import Settings
 from newsstream.local_stack import free_port, milvus_lite_command, milvus_server_command
-from newsstream.proctree import kill_tree, tree_rss
+from newsstream.proctree import format_mib, kill_tree, tree_rss
 from newsstream.search_bench import QUERIES, _perturbed, _rows, _texts
 
 K = 10
@@ -151,14 +151,6 @@ def projected_s(done: int, elapsed_s: float, total: int) -> float:
     if done <= 0:
         return float("inf")
     return elapsed_s * total / done
-
-
-def format_mib(value: float | None) -> str:
-    """``value`` bytes as MiB (GiB past 10 GiB), or '-'."""
-    if value is None:
-        return "-"
-    mib = value / 2**20
-    return f"{mib / 1024:.1f} GiB" if mib >= 10 * 1024 else f"{mib:.0f} MiB"
 
 
 def side_venv(spec: StoreSpec, data_dir: Path, console: Console) -> Path:

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from core.milvus import index_done
-from newsstream.proctree import descendants, parse_proc_stat
+from newsstream.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
 from newsstream.store_bench import (
     STORES,
     exact_top_k,
-    format_mib,
     latency_summary,
     parse_stores,
     percentile,
@@ -23,7 +22,6 @@ from newsstream.store_bench import (
     recall_at_k,
     store_command,
     stores_table,
-    tree_rss,
 )
 
 
@@ -110,6 +108,12 @@ def test_descendants_walks_the_tree() -> None:
 
 def test_tree_rss_of_this_process_is_positive() -> None:
     assert tree_rss(os.getpid()) > 0
+
+
+def test_memory_of_this_process_splits_resident_bytes() -> None:
+    figures = memory(os.getpid())
+    assert 0 < figures["anon"] <= figures["rss"] and 0 < figures["pss"] <= figures["rss"]
+    assert memory(2**22 + 1) == {}  # beyond the kernel's pid range: no such process
 
 
 def test_format_mib() -> None:
