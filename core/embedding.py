@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -176,7 +177,11 @@ class _TorchBackend:
                 f"model {settings.embedding_model!r} does not report a dimension"
             )
         self.dimension = int(dim)
-        self.max_seq_length = int(self._model.max_seq_length or 256)
+        limit = int(self._model.max_seq_length or 256)
+        if settings.embedding_max_tokens:
+            limit = min(limit, settings.embedding_max_tokens)
+            self._model.max_seq_length = limit
+        self.max_seq_length = limit
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
@@ -208,6 +213,9 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
         from core.openvino_embedder import ensure_openvino_int8, openvino_runner
 
         runner = openvino_runner(ensure_openvino_int8(cache_root, spec), threads)
+    if settings.embedding_max_tokens:
+        # The exported model is the same for any limit; only the tokenizer cuts texts shorter.
+        spec = replace(spec, max_seq_length=min(spec.max_seq_length, settings.embedding_max_tokens))
     return GraphEmbedder(spec, runner, settings.embedding_batch_size)
 
 

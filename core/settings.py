@@ -104,7 +104,8 @@ class Settings(BaseSettings):
         description=(
             "Consistency level of searches and look-ups: `Bounded` serves rows written up to "
             "the server's graceful time ago (0.5 s on the local server) without waiting; "
-            "`Strong` waits until every acknowledged write is visible."
+            "`Strong` waits until every acknowledged write is visible. The worker's story "
+            "search reads at this level too (its own last 30 s of stories it keeps in memory)."
         ),
     )
     milvus_search_ef: int = Field(
@@ -131,6 +132,14 @@ class Settings(BaseSettings):
         0, ge=0, description="torch/ONNX Runtime/OpenVINO threads; 0 = all cores."
     )
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts per embedding call.")
+    embedding_max_tokens: int | None = Field(
+        192,
+        ge=8,
+        description="Tokens of a text the model reads (the rest is cut off), at most the "
+        "model's own limit (256 for all-MiniLM-L6-v2); unset uses that limit. 192 embeds full "
+        "articles about 1.3x faster than 256 at the same retrieval and story quality "
+        "(README, Performance).",
+    )
     embedding_backend: Literal["auto", "torch", "onnx-int8", "openvino-int8"] = Field(
         "auto",
         description="Embedding runtime: torch fp32, ONNX Runtime int8, OpenVINO int8, or auto "

@@ -38,7 +38,7 @@ def bench_embed(
     quality: Annotated[bool, typer.Option(help="Also measure cosine to fp32 and MRR@10.")] = True,
     data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
 ) -> None:
-    """Texts/s per embedding backend at short and 256-token texts, with ratios to fp32."""
+    """Texts/s per embedding backend at short and full-length texts, with ratios to fp32."""
     from newsstream.embed_bench import run_embed_bench
 
     path = out or RESULTS / "embed.json"

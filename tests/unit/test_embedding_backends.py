@@ -70,6 +70,7 @@ def _settings(data_dir: Path, backend: str) -> Settings:
         embedding_model=PACKAGED_MODEL,
         embedding_threads=0,
         embedding_batch_size=16,
+        embedding_max_tokens=None,
     )
 
 
@@ -135,6 +136,17 @@ def test_long_texts_are_truncated_not_rejected(onnx_embedder: Embedder) -> None:
     vectors = onnx_embedder.embed([long_text, long_text + " and more words at the end"])
     # Everything past the limit is cut, so the tail cannot change the vector.
     assert float(vectors[0] @ vectors[1]) > 0.9999
+
+
+def test_max_tokens_cuts_texts_shorter_with_the_same_exported_model(onnx_data_dir: Path) -> None:
+    short = Embedder(
+        _settings(onnx_data_dir, "onnx-int8").model_copy(update={"embedding_max_tokens": 16})
+    )
+    assert short.max_seq_length == 16
+    head = NEWS_TEXTS[0] + " " + NEWS_TEXTS[1]  # past 16 tokens
+    vectors = short.embed([head, head + " " + NEWS_TEXTS[2]])
+    assert float(vectors[0] @ vectors[1]) > 0.9999  # words past token 16 are not read
+    assert len(list((onnx_data_dir / "models").iterdir())) == 1  # no second export
 
 
 def test_second_embedder_reuses_the_cache_without_exporting(
