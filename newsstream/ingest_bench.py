@@ -40,6 +40,7 @@ from newsstream.local_stack import (
     throwaway_milvus,
     wait_for_port,
 )
+from newsstream.proctree import stop_process
 from producers.feeds import feed_id
 from producers.parser import parse_feed
 from producers.publisher import Publisher
@@ -149,8 +150,7 @@ def run_ingest_bench(
         )
         results["backend"] = embedder.backend if hasattr(embedder, "backend") else "torch"
     finally:
-        broker.terminate()
-        broker.wait(10)
+        stop_process(broker, grace_s=10)
         stack.close()
     table = Table(title=f"ingest (embedding backend: {results.get('backend')}, Milvus: {store})")
     for column in (

@@ -23,6 +23,7 @@ from pymilvus import MilvusException
 
 from core.errors import ConfigurationError
 from core.milvus import connect
+from newsstream.proctree import stop_process
 
 LocalMilvus = Literal["server", "lite"]
 
@@ -159,9 +160,4 @@ def throwaway_milvus_process(
                 raise RuntimeError(f"the local Milvus ({kind}) did not start")
             yield uri, server.pid
         finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
+            stop_process(server)

@@ -1,4 +1,4 @@
-"""Process trees on Linux: the descendants of a process, their memory, and stopping them all.
+"""Processes on Linux: the descendants of a process, their memory, and stopping one or a tree.
 
 Used by the benchmarks (peak RSS of a server and its helpers, killing what a store started) and
 by the tests (nothing left behind after `newsstream up` stops).
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 
 def parse_proc_stat(text: str) -> tuple[int, int]:
@@ -104,6 +106,18 @@ def format_mib(value: float | None) -> str:
         return "-"
     mib = value / 2**20
     return f"{mib / 1024:.1f} GiB" if mib >= 10 * 1024 else f"{mib:.0f} MiB"
+
+
+def stop_process(process: subprocess.Popen[Any], grace_s: float = 30) -> int | None:
+    """SIGTERM ``process`` if it still runs, SIGKILL it after ``grace_s``; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
 
 
 def kill_tree(root: int, grace_s: float = 10.0) -> None:

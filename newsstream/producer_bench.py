@@ -28,6 +28,7 @@ from rich.table import Table
 
 from core.settings import load_settings
 from newsstream.local_stack import free_port, tansu_command, wait_for_port
+from newsstream.proctree import stop_process
 from producers.feeds import FeedSpec
 
 TARGET_NOT_MODIFIED_S = 20.0
@@ -164,11 +165,7 @@ def run_producer_bench(
             state.close()
     finally:
         for child in children:
-            child.terminate()
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            stop_process(child, grace_s=10)
         shutil.rmtree(work, ignore_errors=True)
     bad_changed = [r for r in changed if r.result != "ok"]
     bad_unchanged = [r for r in unchanged if r.result != "not_modified"]

@@ -39,7 +39,7 @@ from core.milvus import (
 )
 from core.settings import Settings
 from newsstream.local_stack import free_port, throwaway_milvus_process, wait_for_port
-from newsstream.proctree import format_mib, tree_memory
+from newsstream.proctree import format_mib, stop_process, tree_memory
 
 QUERIES = [
     "election results",
@@ -202,12 +202,7 @@ def _api_process(settings: Settings, port: int, timeout_s: float = 120) -> Itera
             raise RuntimeError(f"the API did not listen on port {port} within {timeout_s:.0f} s")
         yield api.pid
     finally:
-        api.terminate()
-        try:
-            api.wait(30)
-        except subprocess.TimeoutExpired:
-            api.kill()
-            api.wait(10)
+        stop_process(api)
 
 
 def run_search_bench(

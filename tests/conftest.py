@@ -25,6 +25,7 @@ from newsstream.local_stack import (
     wait_for_milvus,
     wait_for_port,
 )
+from newsstream.proctree import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
@@ -64,13 +65,8 @@ class LocalServer:
             raise RuntimeError(f"{self.argv[0]} did not listen on {self.port}; see {self.log}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process:
+            stop_process(self.process, grace_s=10)
 
 
 @pytest.fixture(scope="session")

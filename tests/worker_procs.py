@@ -44,17 +44,6 @@ def start_worker(settings: Settings, log: Path, **extra_env: str) -> subprocess.
     )
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    return process.returncode
-
-
 def news_article(url: str, title: str, summary: str, source: str) -> Article:
     """An article of ``source`` at ``url`` (fixed publish and fetch times)."""
     return Article(

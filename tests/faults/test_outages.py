@@ -23,11 +23,12 @@ from core.kafka import ensure_topics
 from core.settings import Settings
 from core.status import read_status
 from newsstream.local_stack import free_port, milvus_lite_command, tansu_command
+from newsstream.proctree import stop_process
 from producers.publisher import Publisher
 
 from conftest import LocalServer, require_shared_data
 from probes import milvus_count, milvus_ids, read_topic, total_lag, wait_for_lag_zero, wait_until
-from worker_procs import bbc_articles, start_worker, stop_process
+from worker_procs import bbc_articles, start_worker
 
 pytestmark = pytest.mark.faults
 

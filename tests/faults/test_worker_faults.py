@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from core.article import Article
 from core.kafka import ensure_topics
 from core.settings import Settings
+from newsstream.proctree import stop_process
 from producers.publisher import Publisher
 
 from conftest import require_shared_data
@@ -29,7 +30,7 @@ from probes import (
     wait_until,
 )
 from running import running_worker
-from worker_procs import bbc_articles, poison_values, start_worker, stop_process
+from worker_procs import bbc_articles, poison_values, start_worker
 
 pytestmark = pytest.mark.faults
 
