@@ -33,6 +33,9 @@ from core.milvus import VECTOR_FIELD, quote_literal
 
 #: Seconds this worker remembers the stories it assigned (longer than any Bounded staleness).
 RECENT_S = 30.0
+#: At most this many remembered rows (the oldest go first): bounds memory and the per-batch
+#: comparison (32 rows x 20,000 x 384 dimensions is about 250 M multiply-adds) at backfill rates.
+RECENT_MAX = 20_000
 
 
 class StoryAssigner:
@@ -55,7 +58,7 @@ class StoryAssigner:
         self._consistency = consistency
         self._recent_s = recent_s
         # (assigned at, id, story id, vector) of the rows this worker assigned, oldest first.
-        self._recent: deque[tuple[float, str, str, np.ndarray]] = deque()
+        self._recent: deque[tuple[float, str, str, np.ndarray]] = deque(maxlen=RECENT_MAX)
         self._lock = threading.Lock()
 
     def assign(self, rows: list[dict[str, Any]]) -> None:
