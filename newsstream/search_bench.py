@@ -1,11 +1,14 @@
 """`newsstream bench search`: search latency and QPS at N articles, and recall@10 vs exact.
 
-What it does: starts a Milvus Lite server on a fresh data dir (or uses ``--milvus-uri``), fills
-a collection with ``n`` rows made of the shared news texts repeated with distinct ids and
-slightly perturbed vectors (fine for latency), serves the real API (``newsstream serve``) in a
-process of its own, as deployed, and measures ``GET /search`` (query embedding included) from
-this process with 1 and 4 concurrent clients: p50, p95, p99 and QPS. Recall@10 of the engine's top 10 against exact (numpy brute-force) cosine search on
-the same vectors is measured on the query set. Prints a table, returns the figures.
+What it does: starts the configured local Milvus on a fresh data dir (or uses ``--milvus-uri``),
+fills a collection with ``n`` rows made of the shared news texts repeated with distinct ids and
+slightly perturbed vectors (fine for latency), waits for the index and for the compaction of the
+bulk load, serves the real API (``newsstream serve``) in a process of its own, as deployed, and
+measures ``GET /search`` (query embedding included) from this process with 1 and 4 concurrent
+clients: p50, p95, p99 and QPS. Recall@10 of the engine's top 10 against exact (numpy
+brute-force) cosine search on the same vectors is measured on the query set (with this many
+near-copies it says little; ``bench stores`` measures recall). Prints a table and the memory of
+the API and of the server it started, returns the figures.
 """
 
 from __future__ import annotations
