@@ -488,6 +488,8 @@ def run_store(
             limit = max(len(queries), 1) * 5
             result["one_client"] = timed_searches(client, settings, queries, 1, limit, seconds)
             result["four_clients"] = timed_searches(client, settings, queries, 4, limit, seconds)
+            if spec.index_type == "HNSW":
+                result["ef_sweep"] = ef_sweep(client, settings, queries, exact, limit, seconds)
         except Exception as exc:
             result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
             if not store.alive():
@@ -497,6 +499,32 @@ def run_store(
             result["peak_rss_bytes"] = store.rss.peak
             client.close()
     return result
+
+
+#: Search-time HNSW ef values measured beside the configured one (recall against latency).
+EF_SWEEP = (128, 256)
+
+
+def ef_sweep(
+    client: MilvusClient,
+    settings: Settings,
+    queries: np.ndarray,
+    exact: list[set[int]],
+    max_requests: int,
+    max_seconds: float,
+) -> dict[str, dict[str, float]]:
+    """Recall@10 and one-client latency at each ef of :data:`EF_SWEEP`, by ef."""
+    figures: dict[str, dict[str, float]] = {}
+    for ef in EF_SWEEP:
+        tuned = settings.model_copy(update={"milvus_search_ef": ef})
+        found = [_search_ids(client, tuned, q) for q in queries]
+        timed = timed_searches(client, tuned, queries, 1, max_requests, max_seconds)
+        figures[str(ef)] = {
+            "recall_at_10": recall_at_k(exact, found),
+            "p50_ms": timed["p50_ms"],
+            "p99_ms": timed["p99_ms"],
+        }
+    return figures
 
 
 def query_vectors(embedded: np.ndarray, base: np.ndarray, count: int) -> np.ndarray:
@@ -553,6 +581,12 @@ def run_store_bench(
         "stores": results,
     }
     console.print(stores_table(result))
+    for figures in results:
+        for ef, row in figures.get("ef_sweep", {}).items():
+            console.print(
+                f"{figures.get('label', figures.get('store'))} at ef {ef}: recall@10 {row['recall_at_10']:.3f}, "
+                f"p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms (1 client)"
+            )
     return result
 
 
