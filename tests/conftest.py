@@ -111,8 +111,10 @@ def start_local_milvus(
     if not wait_for_milvus(f"http://127.0.0.1:{port}", 120):
         server.stop()
         raise RuntimeError(f"local Milvus ({kind}) did not answer; see {server.log}")
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:  # closing the generator raises GeneratorExit at the yield: stop it there too
+        server.stop()
 
 
 @pytest.fixture(scope="session")
