@@ -109,7 +109,8 @@ def bench_stores(
     out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
 ) -> None:
     """The local Milvus stores side by side: upserts/s, p50/p99, QPS, recall@10, RSS, features."""
-    from newsstream.store_bench import parse_stores, run_store_bench
+    from newsstream.local_stores import parse_stores
+    from newsstream.store_bench import run_store_bench
 
     try:
         keys = parse_stores(stores)

@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 
 from core.milvus import index_done
+from newsstream.local_stores import STORES, parse_stores, store_command
 from newsstream.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
 from newsstream.store_bench import (
-    STORES,
     exact_top_k,
     latency_summary,
-    parse_stores,
     percentile,
     projected_s,
     query_vectors,
     recall_at_k,
-    store_command,
     stores_table,
 )
 
