@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
@@ -320,12 +321,41 @@ def wait_for_index(client: MilvusClient, name: str, rows: int, timeout_s: float)
     return False
 
 
-def compact_and_wait(client: MilvusClient, name: str, rows: int, timeout_s: float) -> bool:
+def serving_segments(
+    loaded: Sequence[tuple[int, bool]], persistent: Sequence[int]
+) -> frozenset[int] | None:
+    """The ids of the sealed segments a collection is served from, when that set is final: every
+    flushed segment (``persistent``) is loaded and indexed and no other is loaded (``loaded``
+    holds (segment id, has an index) pairs). None while a merged segment waits to be loaded, an
+    old one is still served, or a loaded one has no index yet."""
+    ids = frozenset(segment for segment, _ in loaded)
+    if ids != frozenset(persistent) or not all(indexed for _, indexed in loaded):
+        return None
+    return ids
+
+
+def _serving_segments(client: MilvusClient, name: str) -> frozenset[int] | None:
+    loaded = client.list_loaded_segments(name)
+    persistent = client.list_persistent_segments(name)
+    return serving_segments(
+        [(segment.segment_id, segment.index_id != 0) for segment in loaded],
+        [segment.segment_id for segment in persistent],
+    )
+
+
+def compact_and_wait(
+    client: MilvusClient, name: str, rows: int, timeout_s: float, quiet_s: float = 75.0
+) -> bool:
     """After a bulk load: wait for the vector index, merge the collection's small segments (a
-    manual compaction) and wait until the merge is done and indexed; True when all of it
-    finished within ``timeout_s``. Measuring right after a bulk load otherwise measures the
-    server's own compaction and index rebuild, which start a minute later. A store that cannot
-    compact (Milvus Lite) only waits for the index."""
+    manual compaction), then wait until the segments served are final; True when all of it
+    finished within ``timeout_s``.
+
+    Final means :func:`serving_segments` gave the same set for ``quiet_s`` seconds: the server
+    also merges small segments on its own (its trigger runs about once a minute, so the manual
+    compaction may find them already taken and return at once), and it serves the old segments
+    until the merged one is indexed and loaded. Measuring before that measures the server's
+    merge and index rebuild, which use both cores. A store that cannot compact or list its
+    segments (Milvus Lite) only waits for the index."""
     deadline = time.monotonic() + timeout_s
     if not wait_for_index(client, name, rows, timeout_s):
         return False
@@ -337,9 +367,16 @@ def compact_and_wait(client: MilvusClient, name: str, rows: int, timeout_s: floa
         if time.monotonic() >= deadline:
             return False
         time.sleep(1)
+    settled: frozenset[int] | None = None
+    since = time.monotonic()
     while time.monotonic() < deadline:
-        info = client.describe_index(name, VECTOR_FIELD) or {}
-        if int(info.get("pending_index_rows", 0)) == 0 and index_done(info, rows):
+        try:
+            current = _serving_segments(client, name)
+        except MilvusException:
+            return wait_for_index(client, name, rows, deadline - time.monotonic())
+        if current is None or current != settled:
+            settled, since = current, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
             return True
         time.sleep(2)
     return False

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.milvus import index_done
+from core.milvus import index_done, serving_segments
 from newsstream.local_stores import STORES, parse_stores, store_command
 from newsstream.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
 from newsstream.store_bench import (
@@ -91,6 +91,19 @@ def test_index_done_from_describe_index() -> None:
     assert index_done({"total_rows": 0, "indexed_rows": 0, "pending_index_rows": 0}, 100)
     # Milvus 2.3 right after flush: rows known, none indexed yet.
     assert not index_done({"total_rows": 100, "indexed_rows": 0, "pending_index_rows": 0}, 100)
+
+
+def test_serving_segments_is_final_only_when_every_flushed_segment_is_loaded_with_its_index() -> (
+    None
+):
+    assert serving_segments([(1, True), (2, True)], [2, 1]) == frozenset({1, 2})
+    # A loaded segment without its index yet (searched by brute force).
+    assert serving_segments([(1, True), (2, False)], [1, 2]) is None
+    # The server merged 1 and 2 into 3 but still serves the old two.
+    assert serving_segments([(1, True), (2, True)], [3]) is None
+    # The merged segment is loaded beside an old one during the hand-off.
+    assert serving_segments([(1, True), (3, True)], [3]) is None
+    assert serving_segments([], []) == frozenset()
 
 
 def test_parse_proc_stat_handles_spaces_and_parentheses_in_the_name() -> None:
