@@ -94,6 +94,30 @@ def bench_search(
     _write(f"search-{n}", out, result)
 
 
+@bench_app.command("stack")
+def bench_stack(
+    n: Annotated[int, typer.Option(min=100, help="Articles in the store (all in the window).")] = (
+        100_000
+    ),
+    seconds: Annotated[float, typer.Option(help="Seconds of search load per mode.")] = 20.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Memory of the whole `newsstream up` stack (per service and in all) holding N articles."""
+    from newsstream.stack_bench import run_stack_bench, stack_table
+
+    result = run_stack_bench(n, data, seconds=seconds, console=console)
+    console.print(stack_table(result))
+    console.print(
+        f"start: dedup index rebuilt from {result['dedup_rebuilt']:,} articles after "
+        f"{result['rebuild_done_s']:.0f} s, API answering after {result['api_ready_s']:.0f} s; "
+        f"peak RSS of the tree {result['peak_rss'] / 2**30:.2f} GiB; search p50 hybrid "
+        f"{result['search_hybrid']['p50_ms']:.1f} ms, semantic "
+        f"{result['search_semantic']['p50_ms']:.1f} ms"
+    )
+    _write(f"stack-{n}", out, result)
+
+
 @bench_app.command("stores")
 def bench_stores(
     rows: Annotated[int, typer.Option(min=100, help="Rows per store.")] = 100_000,
