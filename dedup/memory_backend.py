@@ -5,11 +5,12 @@ What goes in: entries (id, content hash, signature) with their band keys and tim
 window's size. Nothing survives the process: the worker rebuilds it at start from the window
 of recent articles in Milvus (``DedupIndex.rebuild``).
 
-Layout, chosen for memory (about 1 KB per article at 128 permutations and 8 bands; see
-``newsstream bench dedup``): recorded entries live in slots numbered in record order; the
-signatures in one ``uint32`` matrix; times and content-hash keys in ``numpy`` arrays; one dict
-maps every band key to a slot (or a list of slots when several share the band). Slots are not
-reused; dead slots are reclaimed by compaction when they outnumber the live ones.
+Layout, chosen for memory (see ``newsstream bench dedup``): recorded entries live in slots
+numbered in record order; the signatures in one ``uint32`` matrix; times and content-hash keys in
+``numpy`` arrays; two ``dedup.band_table.BandTable`` multimaps (``uint64`` key and ``int32``
+slot arrays, 12 bytes a cell) map every band key to the slots that have that band, and the first
+64 bits of each content hash to its slot. Slots are not reused; dead slots are reclaimed by
+compaction when they outnumber the live ones.
 
 Guarantees: thread-safe (one lock; ``claim`` is atomic); expiry walks slots in record order, so
 an entry never expires before its window (one recorded with an out-of-order old time may wait
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dedup.band_table import BandTable
 from dedup.index import Entry, IndexParams, check_stored_params
 from dedup.signature import Signature, SignatureParams
 
@@ -112,22 +114,14 @@ class MemoryBackend:
     def find_exact(self, content_hash: str) -> str | None:
         """The id of a recorded entry with this content hash, if any."""
         with self._lock:
-            slot = self._by_hash.get(_hash_key(content_hash))
+            slot = self._by_hash.find_first(_hash_key(content_hash))
             return None if slot is None else self._ids[slot]
 
     def candidates(self, signature: Signature, keys: npt.NDArray[np.uint64]) -> list[Entry]:
         """Recorded entries sharing at least one band key with ``signature``."""
         self._check_signature(signature)
         with self._lock:
-            slots: set[int] = set()
-            for key in keys.tolist():
-                found = self._buckets.get(key)
-                if found is None:
-                    continue
-                if isinstance(found, int):
-                    slots.add(found)
-                else:
-                    slots.update(found)
+            slots = self._buckets.find_any(keys.tolist())
             result = []
             for slot in sorted(slots):
                 article_id = self._ids[slot]
@@ -156,8 +150,8 @@ class MemoryBackend:
             self._times[slot] = now
             words = _hash_words(entry.content_hash)
             self._hash_keys[slot] = words
-            self._by_hash[words[0]] = slot
-            self._add_bands(slot, keys)
+            self._by_hash.set(words[0], slot)  # one slot per hash: the latest recorded
+            self._buckets.add_many(keys.tolist(), slot)
             self._live += 1
             self._release_locked(entry.article_id)
 
@@ -192,17 +186,16 @@ class MemoryBackend:
         return (len(self._times) - self._next) * self.slot_bytes()
 
     def memory_bytes(self) -> int:
-        """An estimate of the bytes held by the recorded entries (arrays, dicts, ids)."""
+        """An estimate of the bytes held by the recorded entries (arrays, tables, dict, ids).
+
+        Arrays and band tables count in full, their unused capacity (growth headroom, empty
+        cells) included; the id dict and the id strings by ``sys.getsizeof``.
+        """
         import sys
 
         total = self._sigs.nbytes + self._times.nbytes + self._hash_keys.nbytes
-        total += sys.getsizeof(self._buckets) + sys.getsizeof(self._by_hash)
+        total += self._buckets.nbytes + self._by_hash.nbytes
         total += sys.getsizeof(self._slot_of) + sys.getsizeof(self._ids)
-        for key, value in self._buckets.items():
-            total += sys.getsizeof(key)
-            total += sys.getsizeof(value) if isinstance(value, list) else 0
-        for key in self._by_hash:
-            total += sys.getsizeof(key)
         for article_id in self._slot_of:
             total += sys.getsizeof(article_id) + 32  # the id and its slot number
         return total
@@ -223,8 +216,8 @@ class MemoryBackend:
         self._hash_keys = np.zeros((capacity, 2), dtype=np.uint64)
         self._ids: list[str | None] = []
         self._slot_of: dict[str, int] = {}
-        self._by_hash: dict[int, int] = {}
-        self._buckets: dict[int, int | list[int]] = {}
+        self._by_hash = BandTable()  # first 64 bits of the content hash -> slot
+        self._buckets = BandTable()  # band key -> slots with that band
         self._head = 0
         self._next = 0
         self._live = 0
@@ -239,30 +232,6 @@ class MemoryBackend:
         hash_keys[: len(self._hash_keys)] = self._hash_keys
         self._hash_keys = hash_keys
 
-    def _add_bands(self, slot: int, keys: npt.NDArray[np.uint64]) -> None:
-        for key in keys.tolist():
-            found = self._buckets.get(key)
-            if found is None:
-                self._buckets[key] = slot  # one int object shared by all bands of the slot
-            elif isinstance(found, int):
-                self._buckets[key] = [found, slot]
-            else:
-                found.append(slot)
-
-    def _remove_bands(self, slot: int, keys: list[int]) -> None:
-        for key in keys:
-            found = self._buckets.get(key)
-            if found is None:
-                continue
-            if isinstance(found, int):
-                if found == slot:
-                    del self._buckets[key]
-            else:
-                if slot in found:
-                    found.remove(slot)
-                if len(found) == 1:
-                    self._buckets[key] = found[0]
-
     def _kill(self, slot: int) -> None:
         from dedup.lsh import band_keys
 
@@ -270,10 +239,8 @@ class MemoryBackend:
         if article_id is None:
             return
         signature = Signature(self._sig_params, self._sigs[slot])
-        self._remove_bands(slot, band_keys(signature, self.params.lsh).tolist())
-        hkey = int(self._hash_keys[slot, 0])
-        if self._by_hash.get(hkey) == slot:
-            del self._by_hash[hkey]
+        self._buckets.remove_many(band_keys(signature, self.params.lsh).tolist(), slot)
+        self._by_hash.remove(int(self._hash_keys[slot, 0]), slot)  # unless a later slot took it
         if self._slot_of.get(article_id) == slot:
             del self._slot_of[article_id]
         self._ids[slot] = None
@@ -281,19 +248,24 @@ class MemoryBackend:
 
     def _compact(self) -> None:
         """Rebuild the tables from the live slots (slot numbers change, order is kept)."""
-        from dedup.lsh import band_keys
-
         live = [s for s in range(self._head, self._next) if self._ids[s] is not None]
+        renumber = np.full(max(1, self._next), -1, dtype=np.int64)
+        renumber[live] = np.arange(len(live))
+        buckets = self._buckets.remapped(renumber)
         sigs, times, hkeys = self._sigs[live], self._times[live], self._hash_keys[live]
+        # Each content hash to its latest live slot (what rebuilding a dict slot by slot gives).
+        _, from_end = np.unique(hkeys[::-1, 0], return_index=True)
+        latest = len(live) - 1 - from_end
+        by_hash = BandTable.from_pairs(hkeys[latest, 0], latest)
         ids = [self._ids[s] for s in live]
         self._reset(max(_INITIAL_SLOTS, 2 * len(live)))
+        count = len(live)
+        self._sigs[:count] = sigs
+        self._times[:count] = times
+        self._hash_keys[:count] = hkeys
+        self._ids = ids
         for new, article_id in enumerate(ids):
             assert article_id is not None
-            self._ids.append(article_id)
             self._slot_of[article_id] = new
-            self._sigs[new] = sigs[new]
-            self._times[new] = times[new]
-            self._hash_keys[new] = hkeys[new]
-            self._by_hash[int(hkeys[new, 0])] = new
-            self._add_bands(new, band_keys(Signature(self._sig_params, sigs[new]), self.params.lsh))
-        self._next = self._live = len(live)
+        self._buckets, self._by_hash = buckets, by_hash
+        self._next = self._live = count
