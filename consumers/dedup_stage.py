@@ -87,23 +87,40 @@ def build_index(settings: Settings, client: MilvusClient) -> DedupIndex:
     return index
 
 
+#: Width of the time slices the window is read back in at start (see :func:`_recent_rows`).
+REBUILD_SLICE_S = 3600
+
+
 def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
+    """``(id, text, ingested_at)`` of the rows ingested since ``since``, streamed oldest slice
+    first: one query iterator per ``REBUILD_SLICE_S`` of ingest time (the last one open-ended),
+    rows in Milvus' order within a slice. Nothing is sorted or held beyond one batch, so a
+    window of a million articles never sits in memory as texts; an entry recorded behind a
+    newer one of its slice expires up to one slice late, never early."""
     if not client.has_collection(settings.milvus_collection):
         return
-    iterator = client.query_iterator(
-        settings.milvus_collection,
-        batch_size=1000,
-        filter=f"ingested_at >= {int(since)}",
-        output_fields=["id", "text", "ingested_at"],
-        consistency_level="Strong",
-    )
+    start = int(since)
+    end = int(time.time())
     while True:
-        batch = iterator.next()
-        if not batch:
+        upper = start + REBUILD_SLICE_S
+        last = upper > end
+        condition = f"ingested_at >= {start}" + ("" if last else f" and ingested_at < {upper}")
+        iterator = client.query_iterator(
+            settings.milvus_collection,
+            batch_size=1000,
+            filter=condition,
+            output_fields=["id", "text", "ingested_at"],
+            consistency_level="Strong",
+        )
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    yield row["id"], row["text"], float(row["ingested_at"])
+        finally:
             iterator.close()
+        if last:
             return
-        for row in batch:
-            yield row["id"], row["text"], float(row["ingested_at"])
+        start = upper
 
 
 class DedupStage:

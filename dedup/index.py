@@ -283,12 +283,16 @@ class DedupIndex:
 
     def rebuild(self, items: Iterable[tuple[str, str, float]], now: float) -> int:
         """Record ``(article_id, text, timestamp)`` items (e.g. the window read back from
-        Milvus at worker start), oldest first; items already outside the window are skipped.
-        Returns the number recorded.
+        Milvus at worker start); items already outside the window are skipped. Returns the
+        number recorded.
+
+        Items are recorded as they come (one at a time: the texts of a large window are never
+        held together), so give them oldest first: expiry walks entries in record order, and an
+        item older than one before it expires only after that one (late, never early).
         """
         cutoff = now - self.params.window_s
         recorded = 0
-        for article_id, text, timestamp in sorted(items, key=lambda item: item[2]):
+        for article_id, text, timestamp in items:
             if timestamp < cutoff:
                 continue
             self.record(article_id, text, timestamp)

@@ -7,7 +7,8 @@ vocabulary of the bench texts) and the seconds of search load. Steps, each bound
    written through the worker's :class:`core.article_writer.ArticleWriter` (Milvus and the
    keyword index), flushed, indexed and compacted, and the server is stopped. The rows are
    distinct texts of words drawn from the shared feeds (~60 words, as a feed item's title and
-   description), ingested "now", so every one of them is inside the dedup window.
+   description), ingested over the last 60 hours, so every one of them is inside the 72-hour
+   dedup window.
 2. ``newsstream up --replay <shared feeds>`` on that data dir, as a user starts it: the server
    reloads the collection, the worker rebuilds its dedup index from the window, the producer
    polls the replayed feeds. The bench waits for the worker's rebuild and the API's first answer.
@@ -52,6 +53,8 @@ from newsstream.search_bench import _measure, _perturbed, _rows, _texts
 BATCH = 2_000
 WORDS_PER_TEXT = 60
 WORDS_PER_TITLE = 8
+#: The bench's articles are spread over this much of the past (inside the 72-hour dedup window).
+SPREAD_S = 60 * 3600
 REBUILT = re.compile(r"dedup index rebuilt from Milvus: (\d+) articles")
 
 
@@ -98,8 +101,10 @@ def fill_store(settings: Settings, n: int, data: Path, console: Console) -> dict
                 bodies = synthetic_texts(words, count, WORDS_PER_TEXT, rng)
                 titles = synthetic_texts(words, count, WORDS_PER_TITLE, rng)
                 rows = _rows(start, chunk, np.arange(count), bodies)
-                for row, title in zip(rows, titles, strict=True):
-                    row.update(title=title, ingested_at=now, published_at=now)
+                for j, (row, title) in enumerate(zip(rows, titles, strict=True)):
+                    # Oldest first, every one inside the window.
+                    at = now - int((n - start - j) * SPREAD_S / n)
+                    row.update(title=title, ingested_at=at, published_at=at)
                 writer.upsert(rows)
                 progress.advance(task, count)
         client.flush(settings.milvus_collection)
@@ -151,9 +156,8 @@ def wait_for_stack(
     result: dict[str, Any] = {}
     while time.monotonic() < deadline:
         if up.poll() is not None:
-            raise RuntimeError(
-                f"newsstream up exited with {up.returncode}; see {settings.data_dir / 'logs'}"
-            )
+            output = (settings.data_dir / "bench-up.out").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"newsstream up exited with {up.returncode}:\n{output}")
         if api is None and marker.exists():
             api = json.loads(marker.read_text())["api"]
         if rebuilt is None and worker_log.exists():

@@ -122,3 +122,51 @@ def test_same_story_in_other_words_shares_a_story_id_and_collapses(
             loose = api.get("/search", params={"q": "earthquake in Japan", "collapse": "false"})
             assert {first.id, retold.id} <= {r["id"] for r in loose.json()["results"]}
     publisher.close()
+
+
+def test_a_restarted_worker_rebuilds_its_dedup_window_from_milvus_slice_by_slice(
+    make_settings: Any, embedder: Any
+) -> None:
+    """Rows older than the window are left out; rows from several hour slices, the newest
+    beyond the last slice's start, are all recorded, and a copy of one of them is caught."""
+    import time
+
+    import numpy as np
+
+    from consumers.dedup_stage import REBUILD_SLICE_S, build_index
+    from core.article_writer import ArticleWriter
+    from core.milvus import VECTOR_FIELD, connect, encode_sources
+
+    settings = make_settings(dedup_window_hours=10.0)
+    client = connect(settings.milvus_uri)
+    writer = ArticleWriter.open(client, settings, embedder.dimension)
+    now = int(time.time())
+    ages = {"old": 11 * 3600, "a": 5 * 3600 + 7, "b": REBUILD_SLICE_S // 2, "c": 0, "d": -30}
+    texts = {name: " ".join(f"{name}word{j}" for j in range(40)) for name in ages}  # distinct
+    vectors = embedder.embed(list(texts.values()))
+    rows = [
+        {
+            "id": f"{i:032x}",
+            VECTOR_FIELD: np.asarray(vectors[i]).tolist(),
+            "title": name,
+            "text": texts[name],
+            "url": f"https://rebuild.example/{name}",
+            "source": "rebuild.example",
+            "feed_id": "rebuild",
+            "language": "en",
+            "published_at": now - ages[name],
+            "ingested_at": now - ages[name],
+            "story_id": f"{i:032x}",
+            "model": "test",
+            "content_hash": "",
+            "also_reported_by": encode_sources([]),
+        }
+        for i, name in enumerate(ages)
+    ]
+    assert writer.upsert(rows) == len(rows)
+    index = build_index(settings, client)
+    assert index.size() == 4  # every row but "old"
+    copy = index.check("f" * 32, rows[2]["text"], float(now))
+    assert copy.duplicate_of == rows[2]["id"]
+    # A copy of the row older than the window is new again.
+    assert index.check("e" * 32, rows[0]["text"], float(now)).duplicate_of is None
