@@ -23,7 +23,7 @@ thread-safe: the caller locks (``dedup.memory_backend.MemoryBackend`` does).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -74,38 +74,14 @@ class BandTable:
         """The values of every pair stored under ``key`` (empty when there is none)."""
         if key == 0:
             return list(self._zero)
-        keys, values, cap = self._kview, self._vview, self._cap
-        i = ((key * _MULT) & _M64) % cap
-        found: list[int] = []
-        while True:
-            k = keys[i]
-            if k == 0:
-                return found
-            if k == key:
-                value = values[i]
-                if value >= 0:
-                    found.append(value)
-            i += 1
-            if i == cap:
-                i = 0
+        return [self._vview[i] for i in self._cells(key)]
 
     def find_first(self, key: int) -> int | None:
         """The value of one pair stored under ``key``, or ``None``: for single-valued use."""
         if key == 0:
             return self._zero[0] if self._zero else None
-        keys, values, cap = self._kview, self._vview, self._cap
-        i = ((key * _MULT) & _M64) % cap
-        while True:
-            k = keys[i]
-            if k == 0:
-                return None
-            if k == key:
-                value = values[i]
-                if value >= 0:
-                    return value
-            i += 1
-            if i == cap:
-                i = 0
+        cell = next(self._cells(key), None)
+        return None if cell is None else self._vview[cell]
 
     def find_any(self, keys: Iterable[int]) -> set[int]:
         """The values of the pairs stored under any of ``keys`` (``find`` for each, inlined)."""
@@ -189,27 +165,19 @@ class BandTable:
         With only ``set`` (never ``add``) for a key, the table holds at most one pair for it and
         behaves like a dict.
         """
+        if not 0 <= value <= MAX_VALUE:
+            raise ValueError(f"value must be in [0, 2**31), got {value!r}")
         if key == 0:
             if self._zero:
                 self._zero[0] = value
             else:
                 self._zero.append(value)
             return
-        keys, values, cap = self._kview, self._vview, self._cap
-        i = ((key * _MULT) & _M64) % cap
-        while True:
-            k = keys[i]
-            if k == 0:
-                break
-            if k == key and values[i] >= 0:
-                if not 0 <= value <= MAX_VALUE:
-                    raise ValueError(f"value must be in [0, 2**31), got {value!r}")
-                values[i] = value
-                return
-            i += 1
-            if i == cap:
-                i = 0
-        self.add(key, value)
+        cell = next(self._cells(key), None)
+        if cell is None:
+            self.add(key, value)
+        else:
+            self._vview[cell] = value
 
     def remove(self, key: int, value: int) -> bool:
         """Remove one pair ``(key, value)``; return whether there was one."""
@@ -265,6 +233,20 @@ class BandTable:
         return table
 
     # --- internals -------------------------------------------------------------------------
+    def _cells(self, key: int) -> Iterator[int]:
+        """The cells holding a pair under non-zero ``key``, in probe order."""
+        keys, values, cap = self._kview, self._vview, self._cap
+        i = ((key * _MULT) & _M64) % cap
+        while True:
+            k = keys[i]
+            if k == 0:
+                return
+            if k == key and values[i] >= 0:
+                yield i
+            i += 1
+            if i == cap:
+                i = 0
+
     def _allocate(self, cells: int) -> None:
         cells |= 1  # odd: ``x % cells`` then depends on every bit of ``x``
         if cells >= 2**32:
