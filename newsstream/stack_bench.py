@@ -131,7 +131,7 @@ def running_up(settings: Settings, feeds: Path) -> Iterator[subprocess.Popen[byt
     env["NEWSSTREAM_LOCAL_MILVUS"] = settings.local_milvus
     out = open(settings.data_dir / "bench-up.out", "wb")  # noqa: SIM115
     up = subprocess.Popen(
-        [sys.executable, "-m", "newsstream", "up", "--replay", str(feeds)],
+        [sys.executable, "-m", "newsstream", "up", "--replay", str(feeds), "--port", "0"],
         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
