@@ -147,3 +147,20 @@ def test_a_refused_bm25_schema_leaves_a_usable_collection(
     )
     assert ensure_collection(client, settings, embedder.dimension) is False
     wait_until(lambda: milvus_count(settings) == 1, 30, "the row to stay")
+
+
+def test_the_launcher_writes_short_sessions_and_graceful_times_into_the_server_config(
+    server_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """What `newsstream.milvus_server` sets is what the running server read (a restart waits
+    for the old etcd sessions to lapse: 56 s at Milvus's default lease, 25 s at ours)."""
+    import yaml
+
+    from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
+
+    configs = sorted(tmp_path_factory.getbasetemp().glob("milvus-server*/milvus-server/configs"))
+    assert configs, "no config of the module's server found"
+    config = yaml.safe_load((configs[-1] / "milvus.yaml").read_text())
+    assert config["common"]["session"]["ttl"] == SESSION_TTL_S
+    assert config["common"]["gracefulTime"] == GRACEFUL_TIME_MS
+    assert config["common"]["gracefulStopTimeout"] == GRACEFUL_STOP_S
