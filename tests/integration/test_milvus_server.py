@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from core.kafka import ensure_topics
 from core.keyword_index import KeywordIndex, keyword_index_path
 from core.milvus import collection_has_bm25, connect, ensure_collection
+from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
 from producers.publisher import Publisher
 from search_api.app import create_app
 
@@ -154,10 +156,6 @@ def test_the_launcher_writes_short_sessions_and_graceful_times_into_the_server_c
 ) -> None:
     """What `newsstream.milvus_server` sets is what the running server read (a restart waits
     for the old etcd sessions to lapse: 56 s at Milvus's default lease, 25 s at ours)."""
-    import yaml
-
-    from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
-
     configs = sorted(tmp_path_factory.getbasetemp().glob("milvus-server*/milvus-server/configs"))
     assert configs, "no config of the module's server found"
     config = yaml.safe_load((configs[-1] / "milvus.yaml").read_text())

@@ -3,12 +3,17 @@ other outlets that carried it, and the outcome counters add up to the messages c
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from consumers.dedup_stage import REBUILD_SLICE_S, build_index
+from core.article_writer import ArticleWriter
 from core.kafka import ensure_topics
+from core.milvus import VECTOR_FIELD, connect, encode_sources
 from producers.publisher import Publisher
 from search_api.app import create_app
 
@@ -129,14 +134,6 @@ def test_a_restarted_worker_rebuilds_its_dedup_window_from_milvus_slice_by_slice
 ) -> None:
     """Rows older than the window are left out; rows from several hour slices, the newest
     beyond the last slice's start, are all recorded, and a copy of one of them is caught."""
-    import time
-
-    import numpy as np
-
-    from consumers.dedup_stage import REBUILD_SLICE_S, build_index
-    from core.article_writer import ArticleWriter
-    from core.milvus import VECTOR_FIELD, connect, encode_sources
-
     settings = make_settings(dedup_window_hours=10.0)
     client = connect(settings.milvus_uri)
     writer = ArticleWriter.open(client, settings, embedder.dimension)
