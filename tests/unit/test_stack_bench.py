@@ -40,24 +40,35 @@ def test_rebuilt_pattern_reads_the_workers_log_line() -> None:
 
 
 def test_stack_memory_groups_grandchildren_with_their_parent_service() -> None:
-    # A child that starts a grandchild: both count under the child's name.
-    code = (
-        "import subprocess, sys, time; "
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    # root -> child ("python -u") -> grandchild: the grandchild counts under the child's name.
+    spawn = "import subprocess, sys, time; subprocess.Popen([sys.executable, {}]); time.sleep(30)"
+    child_code = spawn.format(repr("-c") + ", " + repr("import time; time.sleep(30)"))
+    root_code = spawn.format(repr("-u") + ", " + repr("-c") + ", " + repr(child_code))
+    root = subprocess.Popen([sys.executable, "-c", root_code], start_new_session=True)
     try:
-        for _ in range(100):
-            groups = stack_memory(os.getpid())
-            if sum(g["processes"] for g in groups.values()) >= 3:
+        groups: dict[str, dict[str, int]] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            groups = stack_memory(root.pid)
+            child = [name for name in groups if name.endswith(" -u")]
+            if child and groups[child[0]]["processes"] == 2:
                 break
             time.sleep(0.05)
-        name = service_of(child.pid)
-        assert name.startswith("python") and name.endswith(" -c")
+        assert [name for name in groups if name.endswith(" -u")], groups
+        name = next(name for name in groups if name.endswith(" -u"))
+        assert name.startswith("python")
         assert groups[name]["processes"] == 2
         assert groups[name]["pss"] > 0
+        assert sum(g["processes"] for g in groups.values()) == 3  # the root on its own
         table = stack_table({"articles": 10, "memory": groups})
         assert table.row_count == len(groups) + 1
     finally:
-        os.killpg(child.pid, signal.SIGKILL)  # the grandchild too
-        child.wait()
+        os.killpg(root.pid, signal.SIGKILL)  # the child and grandchild too
+        root.wait()
+
+
+def test_service_of_names_a_process_by_its_command_line() -> None:
+    assert service_of(os.getpid()).startswith("python")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert service_of(gone.pid) == "gone"
