@@ -129,6 +129,7 @@ def running_up(settings: Settings, feeds: Path) -> Iterator[subprocess.Popen[byt
     env["NEWSSTREAM_DATA_DIR"] = str(settings.data_dir)
     env["NEWSSTREAM_API_RATE_LIMIT_PER_MINUTE"] = "0"
     env["NEWSSTREAM_LOCAL_MILVUS"] = settings.local_milvus
+    env["NEWSSTREAM_MILVUS_COLLECTION"] = settings.milvus_collection  # the one filled
     out = open(settings.data_dir / "bench-up.out", "wb")  # noqa: SIM115
     up = subprocess.Popen(
         [sys.executable, "-m", "newsstream", "up", "--replay", str(feeds), "--port", "0"],
