@@ -147,17 +147,30 @@ def throwaway_milvus_process(
     if uri is not None:
         yield uri, None
         return
-    with tempfile.TemporaryDirectory(prefix="newsstream-milvus-") as workdir:
-        port = free_port()
-        server = subprocess.Popen(
-            local_milvus_command(kind, Path(workdir), port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            uri = f"http://127.0.0.1:{port}"
-            if not (wait_for_port(port, timeout_s) and wait_for_milvus(uri, timeout_s)):
-                raise RuntimeError(f"the local Milvus ({kind}) did not start")
-            yield uri, server.pid
-        finally:
-            stop_process(server)
+    with (
+        tempfile.TemporaryDirectory(prefix="newsstream-milvus-") as workdir,
+        local_milvus_process(kind, Path(workdir), timeout_s) as started,
+    ):
+        yield started
+
+
+@contextmanager
+def local_milvus_process(
+    kind: LocalMilvus, data_dir: Path, timeout_s: float = 120
+) -> Iterator[tuple[str, int]]:
+    """A local Milvus of ``kind`` keeping its data under ``data_dir`` (as ``newsstream up``
+    does), on a free port; yields (uri, pid) once it answers and stops it on exit (the data
+    stays). Raises RuntimeError when it does not answer within ``timeout_s``."""
+    port = free_port()
+    server = subprocess.Popen(
+        local_milvus_command(kind, data_dir, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        if not (wait_for_port(port, timeout_s) and wait_for_milvus(uri, timeout_s)):
+            raise RuntimeError(f"the local Milvus ({kind}) did not start")
+        yield uri, server.pid
+    finally:
+        stop_process(server)

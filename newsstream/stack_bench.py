@@ -45,9 +45,9 @@ from core.article_writer import ArticleWriter
 from core.embedding import Embedder
 from core.milvus import compact_and_wait, connect
 from core.settings import Settings
-from newsstream.local_stack import free_port, local_milvus_command, wait_for_milvus, wait_for_port
+from newsstream.local_stack import local_milvus_process
 from newsstream.local_stores import RssSampler
-from newsstream.proctree import format_mib, memory, stop_process, tree_pids
+from newsstream.proctree import format_mib, memory, parse_proc_stat, stop_process, tree_pids
 from newsstream.search_bench import _measure, _perturbed, _rows, _texts
 
 BATCH = 2_000
@@ -74,14 +74,7 @@ def synthetic_texts(
 
 def fill_store(settings: Settings, n: int, data: Path, console: Console) -> dict[str, float]:
     """Step 1 of the module docstring; returns the seconds of each phase."""
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    argv = local_milvus_command(settings.local_milvus, settings.data_dir, port)
-    log = open(settings.data_dir / "bench-fill-milvus.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        if not (wait_for_port(port, 180) and wait_for_milvus(uri, 180)):
-            raise RuntimeError(f"the local Milvus ({settings.local_milvus}) did not start")
+    with local_milvus_process(settings.local_milvus, settings.data_dir, 180) as (uri, _pid):
         texts = _texts(data)
         words = vocabulary(texts)
         embedder = Embedder(settings)
@@ -117,9 +110,6 @@ def fill_store(settings: Settings, n: int, data: Path, console: Console) -> dict
             writer.keywords.close()
         return {"fill_s": fill_s, "settle_s": time.monotonic() - started - fill_s,
                 "settled": float(settled)}  # fmt: skip
-    finally:
-        stop_process(server)
-        log.close()
 
 
 @contextmanager
@@ -207,10 +197,9 @@ def stack_memory(root: int) -> dict[str, dict[str, int]]:
     pids = tree_pids(root)
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+            parents[pid] = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())[1]
+        except (OSError, ValueError, IndexError):
             continue
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
     groups: dict[str, dict[str, int]] = {}
     for pid in pids:
         top = pid
