@@ -4,7 +4,8 @@ Order: the local broker (unless NEWSSTREAM_KAFKA_BOOTSTRAP is set), the Milvus L
 (unless NEWSSTREAM_MILVUS_URI is set), the replay server (with ``--replay``), then the API,
 the worker and the producer as supervised child processes that reach Kafka and Milvus over
 the network exactly as in production. Prints the API base URL on a line of its own, then a live
-status line (feeds polled, articles indexed). Ctrl-C or SIGTERM stops everything.
+status line (feeds polled, articles indexed; see :class:`StatusLine`). Ctrl-C or SIGTERM prints
+a final status line, then stops everything.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,18 +63,25 @@ def _scrape(port: int) -> dict[str, float]:
     return totals
 
 
-class StatusLine:
-    """Prints the one-line live status from the producer's and worker's /metrics."""
+#: Without a terminal, a changed status is printed at most this often (a log stays short).
+PLAIN_STATUS_EVERY_S = 5.0
 
-    def __init__(self, producer_port: int, worker_port: int) -> None:
-        self._ports = (producer_port, worker_port)
-        self._tty = sys.stdout.isatty()
-        self._last = ""
-        self._last_print = 0.0
 
-    def __call__(self) -> None:
-        producer, worker = (_scrape(p) for p in self._ports)
-        line = (
+def metrics_status(producer_port: int, worker_port: int) -> Callable[[], str]:
+    """The status text from the producer's and the worker's /metrics.
+
+    A scrape that fails (a child restarting, or already stopped at shutdown) keeps that
+    child's last known counters instead of showing zeros.
+    """
+    known: dict[int, dict[str, float]] = {producer_port: {}, worker_port: {}}
+
+    def read() -> str:
+        for port in known:
+            scraped = _scrape(port)
+            if scraped:
+                known[port] = scraped
+        producer, worker = known[producer_port], known[worker_port]
+        return (
             f"feeds polled {int(producer.get('newsstream_feeds_polled_total', 0))}"
             f" | broken {int(producer.get('newsstream_feeds_broken', 0))}"
             f" | published {int(producer.get('newsstream_entries_published_total', 0))}"
@@ -80,13 +90,65 @@ class StatusLine:
             f" | rejected {int(worker.get('newsstream_outcomes_total:rejected', 0))}"
             f" | dlq {int(worker.get('newsstream_outcomes_total:dlq', 0))}"
         )
-        now = time.monotonic()
+
+    return read
+
+
+class StatusLine:
+    """Prints `up`'s live status line: what ``read()`` returns, each time it is called.
+
+    On a terminal the line is redrawn in place on every call. Without one (a log file), a line
+    is printed when it differs from the last one *printed* and ``every_s`` passed since then:
+    a state that holds still is therefore always printed within ``every_s`` plus one call,
+    however fast it changed before. :meth:`final` prints the state at stop on a line of its
+    own, whatever was printed before.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], str],
+        *,
+        tty: bool | None = None,
+        every_s: float = PLAIN_STATUS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+        out: TextIO | None = None,
+    ) -> None:
+        self._read = read
+        self._out = out or sys.stdout
+        self._tty = self._out.isatty() if tty is None else tty
+        self._every_s = every_s
+        self._clock = clock
+        self._drawn = ""  # the line on screen (terminal mode)
+        self._printed: str | None = None  # the last line printed (log mode)
+        self._printed_at = 0.0
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+    def __call__(self) -> None:
+        line = self._read()
         if self._tty:
-            print("\r" + line.ljust(len(self._last)), end="", flush=True)
-        elif line != self._last and now - self._last_print >= 5:
-            print("status: " + line, flush=True)
-            self._last_print = now
-        self._last = line
+            self._write("\r" + line.ljust(len(self._drawn)))
+            self._drawn = line
+            return
+        now = self._clock()
+        if line != self._printed and (
+            self._printed is None or now - self._printed_at >= self._every_s
+        ):
+            self._write(f"status: {line}\n")
+            self._printed = line
+            self._printed_at = now
+
+    def final(self) -> None:
+        """Print the state now, labelled final, and end the line (called once, at stop)."""
+        line = self._read()
+        if self._tty:
+            self._write("\r" + f"final: {line}".ljust(len(self._drawn)) + "\n")
+            self._drawn = ""
+        else:
+            self._write(f"final status: {line}\n")
+        self._printed = line
 
 
 def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
@@ -107,6 +169,7 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
     env["NEWSSTREAM_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     replay: ReplayServer | None = None
+    status: StatusLine | None = None
     try:
         if settings.kafka_bootstrap is None:
             port = free_port()
@@ -194,14 +257,17 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         print("API and dashboard (Ctrl-C stops everything):", flush=True)
         print(api_url, flush=True)
         print(f"dashboard: {api_url}/dashboard", flush=True)
-        supervisor.on_status = StatusLine(producer_metrics, worker_metrics)
+        status = StatusLine(metrics_status(producer_metrics, worker_metrics))
+        supervisor.on_status = status
         supervisor.watch()
         return 0
     except (RuntimeError, ConfigurationError) as exc:
         print(f"newsstream up: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        print("\nstopping...", flush=True)
+        if status is not None:
+            status.final()  # before the children stop: their /metrics still answer
+        print("stopping...", flush=True)
         supervisor.stop()
         if replay is not None:
             replay.stop()
