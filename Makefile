@@ -10,21 +10,48 @@ DEV_STAMP := $(VENV)/.installed-dev
 # docker-compose and prometheus (validators of the deployment files).
 DEBS := redis-server chromium docker-compose prometheus
 
-.PHONY: run test test-server check bench install install-dev debs clean
+.PHONY: run test test-server check bench install install-dev debs clean lock
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# torch first, pinned to the CPU build on this disk, so sentence-transformers does not pull CUDA.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[local]'
+# torch first, as a CPU build, so that sentence-transformers does not pull the CUDA build (several
+# GB). A torch wheel that pip finds without an index (its find-links) is taken as it is; otherwise
+# the CPU build comes from PyTorch's own CPU index (TORCH_INDEX), its dependencies from PyPI.
+TORCH_VERSION := $(shell sed -n 's/^torch==\([0-9.]*\).*/\1/p' constraints.txt)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# PyTorch's CPU index labels its x86_64 builds +cpu; elsewhere PyPI's own build is the CPU one.
+TORCH_LOCAL := $(if $(filter x86_64,$(shell uname -m)),+cpu,)
+# Every install is held to the versions in constraints.txt (`make lock` renews it).
+CONSTRAINTS := -c constraints.txt
+
+$(VENV)/.torch: constraints.txt | $(VENV)/bin/python
+	@if $(PIP) install -q --dry-run --ignore-installed --no-deps --no-index 'torch==$(TORCH_VERSION)' >/dev/null 2>&1; then \
+	  $(PIP) install -q $(CONSTRAINTS) 'torch==$(TORCH_VERSION)'; \
+	else \
+	  $(PIP) install -q $(CONSTRAINTS) --extra-index-url $(TORCH_INDEX) 'torch==$(TORCH_VERSION)$(TORCH_LOCAL)'; \
+	fi
+	touch $@
+
+$(STAMP): pyproject.toml constraints.txt $(VENV)/.torch
+	$(PIP) install -q $(CONSTRAINTS) -e '.[local]'
 	touch $@
 
 $(DEV_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[local,dev]'
+	$(PIP) install -q $(CONSTRAINTS) -e '.[local,dev]'
 	touch $@
+
+# Renew constraints.txt: install the newest releases that pyproject.toml admits into a scratch
+# venv and freeze them (torch stays at TORCH_VERSION, the CPU build). Review the diff.
+lock:
+	rm -rf .lock-venv
+	$(MAKE) VENV=.lock-venv CONSTRAINTS= .lock-venv/.torch
+	.lock-venv/bin/pip install -q '.[local,dev]'
+	{ echo "# Versions every install is held to (pip -c). Made by 'make lock'; torch is the CPU build."; \
+	  .lock-venv/bin/pip freeze --exclude newsstream | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
