@@ -80,8 +80,13 @@ def up(
 def produce(
     once: Annotated[bool, typer.Option(help="Poll every feed once, then exit.")] = False,
 ) -> None:
-    """Poll the configured feeds and publish new entries to Kafka."""
-    from producers.service import run_producer
+    """Poll the configured feeds and publish new entries to Kafka.
+
+    With --once: exit 0 when at least one feed was polled (feeds that failed are listed on
+    stderr), 1 when every feed failed (a fetch or parse error, or Kafka did not acknowledge
+    its entries), 2 when no feed is configured.
+    """
+    from producers.service import poll_failed, run_producer
 
     settings = _settings()
     configure_logging(settings, "producer")
@@ -90,11 +95,27 @@ def produce(
         reports = run_producer(settings, once=once)
     except NewsstreamError as exc:
         raise _fail(exc) from None
-    if once:
-        table = Table("feed", "result", "entries", "published")
-        for r in reports:
-            table.add_row(r.url, r.result, str(r.entries), str(r.published))
-        console.print(table)
+    if not once:
+        return
+    if not reports:
+        raise _fail(
+            ConfigurationError(
+                "no feed is configured: expected feeds in NEWSSTREAM_FEEDS_FILE or added with "
+                "`newsstream feeds add`"
+            )
+        )
+    table = Table("feed", "result", "entries", "published")
+    for r in reports:
+        table.add_row(r.url, r.result, str(r.entries), str(r.published))
+    console.print(table)
+    failed = [r for r in reports if poll_failed(r)]
+    for r in failed:
+        err_console.print(f"[red]failed:[/red] {r.url}: {r.error or r.result}")
+    if failed and len(failed) == len(reports):
+        err_console.print(f"[red]error:[/red] every feed failed ({len(reports)})")
+        raise typer.Exit(1)
+    if failed:
+        err_console.print(f"{len(failed)} of {len(reports)} feeds failed; the others were polled")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The producer process: builds the fetcher, publisher, state and scheduler from settings.
 
 ``run_producer`` polls until SIGTERM/SIGINT; with ``once`` it polls every feed one time and
-returns the reports. Kafka's delivery reports are awaited before any feed state advances.
+returns the reports (:func:`poll_failed` tells which of them failed). Kafka's delivery reports are awaited before any feed state advances.
 The feeds are the config file's merged with the registry's (see :mod:`producers.registry`).
 """
 
@@ -21,7 +21,7 @@ from producers.publisher import Publisher
 from producers.registry import FeedRegistry, resolve_feeds, state_path
 from producers.sandbox import ParserPool
 from producers.schedule import SchedulePolicy
-from producers.scheduler import PollReport, Scheduler
+from producers.scheduler import PUBLISH_INCOMPLETE, PollReport, Scheduler
 from producers.state import ProducerState
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,12 @@ def build_scheduler(
         feed_source=feed_source,
     )
     return scheduler, publisher, fetcher, state
+
+
+def poll_failed(report: PollReport) -> bool:
+    """True when a poll did not bring its feed's entries to Kafka: the fetch or the parse
+    failed, or the broker did not acknowledge every new entry (a 304 is a success)."""
+    return report.error is not None or report.result == PUBLISH_INCOMPLETE
 
 
 def _feed_snapshot(state: ProducerState) -> dict[str, dict[str, object]]:
