@@ -1,7 +1,8 @@
 """``newsstream feeds``: the feed registry from the command line.
 
 ``add URL [--name --tags]``, ``remove URL|ID``, ``list`` (with each feed's poll status),
-``import FILE.opml`` and ``export [--output FILE]``. The registry lives in the data dir's
+``import FILE.opml``, ``export [--output FILE]`` and ``snapshot DIR`` (save every feed's current
+document for a later ``newsstream up --replay DIR``). The registry lives in the data dir's
 ``producer.sqlite3``; how it merges with the feeds file is documented in
 :mod:`producers.registry`. A running producer picks up changes within 30 s.
 """
@@ -170,5 +171,52 @@ def register(app: typer.Typer) -> None:
         else:
             output.write_text(document, encoding="utf-8")
             console.print(f"wrote {len(specs)} feeds to {output}")
+
+    @feeds.command("snapshot")
+    def snapshot(
+        directory: Annotated[
+            Path, typer.Argument(help="Where to save the feeds (created if missing).")
+        ],
+    ) -> None:
+        """Save every polled feed's current document into DIR, for `newsstream up --replay DIR`.
+
+        Exits 1 when no feed could be saved; feeds that fail are listed with their reason.
+        """
+        from newsstream.feed_snapshot import SnapshotResult, snapshot_feeds
+        from producers.fetcher import Fetcher
+
+        settings = _load()
+        registry = FeedRegistry(state_path(settings.data_dir))
+        try:
+            specs = [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+        except NewsstreamError as exc:
+            raise _fail(exc) from None
+        finally:
+            registry.close()
+        fetcher = Fetcher(
+            deadline_s=settings.fetch_timeout_s,
+            max_bytes=settings.fetch_max_bytes,
+            allow_networks=settings.fetch_allow_networks,
+            user_agent=settings.fetch_user_agent,
+        )
+        done = 0
+
+        def progress(result: SnapshotResult) -> None:
+            nonlocal done
+            done += 1
+            where = f"[{done}/{len(specs)}] {result.feed.url}"
+            if result.ok:
+                console.print(f"{where} -> {result.path} ({result.size:,} bytes)")
+            else:
+                err_console.print(f"{where} [red]failed[/red]: {result.error}")
+
+        try:
+            results = snapshot_feeds(specs, fetcher, directory, progress)
+        finally:
+            fetcher.close()
+        saved = sum(r.ok for r in results)
+        console.print(f"saved {saved} of {len(results)} feeds in {directory}")
+        if not saved:
+            raise typer.Exit(1)
 
     app.add_typer(feeds, name="feeds")
