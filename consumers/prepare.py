@@ -7,11 +7,16 @@ Poison travels with its batch and is written to the DLQ by the indexer, acknowle
 batch's offsets are committed, so a DLQ'd offset is committed like any other (arroyo's own DLQ
 path never commits an invalid message that is the last of its partition). The circuit breaker
 lives here: too many poison messages in a row, or too large a share, raise :class:`DlqFlood`.
+Every article the quality gate rejects is also kept in the bounded reject sample when one is
+given (:mod:`consumers.rejects`, shown by ``newsstream rejects``); the sample is advisory, so a
+failed write is logged and the message goes on to its outcome.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -21,9 +26,12 @@ from arroyo.types import BrokerValue, Message
 from consumers.clean import CleanArticle, clean_article
 from consumers.outcomes import OutcomeTally
 from consumers.quality import check_quality
+from consumers.rejects import RejectSample
 from core.article import decode_article
 from core.errors import InvalidMessage
 from core.metrics import STAGE_SECONDS, RejectReason, Stage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,9 @@ class Preparer:
         min_words: int = 5,
         allowed_languages: frozenset[str] | None = None,
         max_future_s: float = 86_400.0,
+        rejects: RejectSample | None = None,
     ) -> None:
+        self._rejects = rejects
         self._min_words = min_words
         self._languages = allowed_languages
         self._max_future_s = max_future_s
@@ -149,8 +159,24 @@ class Preparer:
         )
         STAGE_SECONDS.labels(Stage.QUALITY).observe(time.perf_counter() - cleaned)
         if reason is not None:
+            self._sample(reason, clean)
             return Prepared(clean=None, reject=reason, produced_at_ms=produced_at)
         return Prepared(clean=clean, reject=None, produced_at_ms=produced_at, origin=origin)
+
+    def _sample(self, reason: RejectReason, clean: CleanArticle) -> None:
+        if self._rejects is None:
+            return
+        article = clean.article
+        try:
+            self._rejects.add(
+                reason=reason.value,
+                article_id=article.id,
+                title=clean.title,
+                url=article.url or "",
+                text=clean.text,
+            )
+        except sqlite3.Error as exc:  # advisory: never hold or fail a message for the sample
+            log.warning("could not keep rejected article %s in the sample: %s", article.id, exc)
 
     def _trip_breaker(self, exc: Exception) -> None:
         self._consecutive += 1

@@ -7,7 +7,12 @@ recent items, newest first, optionally for one reason.
 Guarantees: at most ``per_reason`` items are kept for each reason (older ones are deleted as
 new ones arrive), so the file stays small whatever the feeds send; fields are capped (title
 300, url 2048, text head 500 characters); the same article id rejected again replaces its
-row. Safe to use from several processes (SQLite WAL, short transactions).
+row. Safe to use from several processes at once (every worker process of a host writes the same
+file): SQLite in WAL mode, each ``add`` one ``BEGIN IMMEDIATE`` transaction (insert, then trim
+its reason to the bound) that takes the write lock before it reads, so concurrent writers queue
+on SQLite's lock (waiting up to ``BUSY_TIMEOUT_S``) instead of failing, and the bound holds
+after every transaction. Readers never block writers. The sample is advisory: commits are not
+fsynced (``synchronous=NORMAL``), so a power cut may lose the last few items, never the file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ TITLE_CHARS = 300
 URL_CHARS = 2048
 HEAD_CHARS = 500
 DEFAULT_PER_REASON = 50
+#: How long a writer waits for another process's transaction before giving up.
+BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rejects (
@@ -56,12 +63,28 @@ class RejectSample:
         self.path = path
         self.per_reason = per_reason
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        db = self._connect()
+        try:
+            # Switching to WAL needs a moment alone with the file: processes creating the
+            # sample together retry until one of them has switched it (then it is a no-op).
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            while True:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            with db:
+                db.executescript(_SCHEMA)
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level="IMMEDIATE")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     def add(
         self,

@@ -31,6 +31,7 @@ from consumers.dlq import DlqWriter
 from consumers.indexer import Abandoned, DedupStep, Indexer, retry_transient
 from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Preparer
+from consumers.rejects import RejectSample, rejects_path
 from consumers.stories import StoryAssigner
 from consumers.strategy import IndexingStrategyFactory
 from core.article_writer import ArticleWriter
@@ -187,6 +188,11 @@ def build_worker(
             else None
         ),
         max_future_s=settings.quality_max_future_s,
+        rejects=(
+            RejectSample(rejects_path(settings.data_dir), per_reason=settings.rejects_per_reason)
+            if settings.rejects_per_reason
+            else None
+        ),
     )
 
     def make_processor() -> StreamProcessor[Any]:
