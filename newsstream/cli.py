@@ -8,7 +8,6 @@ README); command-line options override them.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -208,19 +207,11 @@ def search(
 
 
 def _running_api(settings: Settings) -> str | None:
-    """The API URL written by a running `newsstream up` in this data dir, if any."""
-    marker = settings.data_dir / "up.json"
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    pid = int(info.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return None
-    url = info.get("api")
-    return url if isinstance(url, str) else None
+    """The API URL of the `newsstream up` running with this data dir, if any."""
+    from newsstream.up_marker import running_up
+
+    running = running_up(settings.data_dir)
+    return running.api if running is not None else None
 
 
 def _serve_metrics(settings: Settings) -> None:

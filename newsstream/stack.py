@@ -35,6 +35,7 @@ from newsstream.local_stack import (
 )
 from newsstream.replay import ReplayServer
 from newsstream.supervisor import Child, Supervisor
+from newsstream.up_marker import RunningUp, remove_marker, write_marker
 from producers.feeds import feeds_to_toml
 
 #: Tansu waits the group's rebalance timeout (max.poll.interval.ms) on every join: keep it low.
@@ -252,7 +253,16 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
             ),
         )
         api_url = f"http://127.0.0.1:{api_port}"
-        (data_dir / "up.json").write_text(json.dumps({"pid": os.getpid(), "api": api_url}))
+        # How `search`, `stats`, `dlq` and `reconcile` find this stack (newsstream.up_marker).
+        write_marker(
+            data_dir,
+            RunningUp(
+                pid=os.getpid(),
+                api=api_url,
+                kafka_bootstrap=env.get("NEWSSTREAM_KAFKA_BOOTSTRAP") or settings.kafka_bootstrap,
+                milvus_uri=env.get("NEWSSTREAM_MILVUS_URI") or settings.milvus_uri,
+            ),
+        )
         print(f"logs: {logs}", flush=True)
         print("API and dashboard (Ctrl-C stops everything):", flush=True)
         print(api_url, flush=True)
@@ -272,5 +282,5 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         if replay is not None:
             replay.stop()
         with contextlib.suppress(OSError):
-            (data_dir / "up.json").unlink()
+            remove_marker(data_dir)
         print("stopped.", flush=True)

@@ -8,6 +8,9 @@
 - ``newsstream reconcile [--dry-run] [--json]``: re-queue articles of the topic that Milvus
   lacks (:mod:`newsstream.reconcile`).
 
+Addresses: the broker (and, for ``reconcile``, Milvus) come from the settings; when they leave
+one unset, from the `newsstream up` running with the same data dir (:mod:`newsstream.up_marker`).
+
 Exit codes: 0 done, 1 a dependency failed (nothing half-recorded), 2 bad configuration.
 """
 
@@ -46,14 +49,37 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, ConfigurationError) else 1)
 
 
-def _require_kafka(settings: Settings) -> None:
-    if not settings.kafka_bootstrap:
+def _addresses(settings: Settings, *, milvus: bool = False) -> Settings:
+    """``settings`` with the broker address (and the Milvus URI with ``milvus``) filled from a
+    running `up` where the settings leave them unset; a clear error when neither has them."""
+    from newsstream.up_marker import running_up
+
+    running = running_up(settings.data_dir)
+    found: dict[str, str] = {}
+    if running is not None:
+        if not settings.kafka_bootstrap and running.kafka_bootstrap:
+            found["kafka_bootstrap"] = running.kafka_bootstrap
+        if milvus and not settings.milvus_uri and running.milvus_uri:
+            found["milvus_uri"] = running.milvus_uri
+    resolved = settings.model_copy(update=found)
+    where = f"no `newsstream up` is running with data dir {settings.data_dir.resolve()}"
+    if not resolved.kafka_bootstrap:
         raise _fail(
             ConfigurationError(
-                "NEWSSTREAM_KAFKA_BOOTSTRAP is not set: expected host:port of the broker the "
-                "workers use (the local broker of `newsstream up` prints it in its log)"
+                f"no broker address: NEWSSTREAM_KAFKA_BOOTSTRAP is not set and {where}; "
+                "expected host:port of the broker the workers use, or `newsstream up` running "
+                "with the same NEWSSTREAM_DATA_DIR"
             )
         )
+    if milvus and not resolved.milvus_uri:
+        raise _fail(
+            ConfigurationError(
+                f"no Milvus address: NEWSSTREAM_MILVUS_URI is not set and {where}; expected a "
+                "Milvus URI such as http://127.0.0.1:19530, or `newsstream up` running with "
+                "the same NEWSSTREAM_DATA_DIR"
+            )
+        )
+    return resolved
 
 
 @contextmanager
@@ -88,8 +114,7 @@ def register(app: typer.Typer) -> None:
         from core.status import read_status
         from newsstream.stats_view import stats_json, stats_table, worker_counts
 
-        settings = _load()
-        _require_kafka(settings)
+        settings = _addresses(_load())
         try:
             rows = worker_counts(read_status(settings, "worker"))
         except NewsstreamError as exc:
@@ -114,8 +139,7 @@ def register(app: typer.Typer) -> None:
         """DLQ messages with their headers (stage, error, original position)."""
         from newsstream.dlq_tools import read_dlq
 
-        settings = _load()
-        _require_kafka(settings)
+        settings = _addresses(_load())
         try:
             with _progress(not as_json, {"read": "reading the DLQ"}) as advance:
                 entries = read_dlq(settings, progress=advance)
@@ -160,8 +184,7 @@ def register(app: typer.Typer) -> None:
         """Re-queue DLQ messages not replayed before to the articles topic (after a fix)."""
         from newsstream.dlq_tools import replay_dlq
 
-        settings = _load()
-        _require_kafka(settings)
+        settings = _addresses(_load())
         phases = {"read": "reading the DLQ", "sent": "re-queued (acknowledged)"}
         try:
             with _progress(not as_json, phases) as advance:
@@ -189,8 +212,7 @@ def register(app: typer.Typer) -> None:
         """Re-queue the articles of the topic whose ids are not in Milvus."""
         from newsstream.reconcile import reconcile as run_reconcile
 
-        settings = _load()
-        _require_kafka(settings)
+        settings = _addresses(_load(), milvus=True)
         phases = {
             "read": "reading the articles topic",
             "checked": "ids checked in Milvus",
