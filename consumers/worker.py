@@ -276,16 +276,40 @@ def run_worker(settings: Settings) -> int:
     return 0
 
 
-def run_workers(settings: Settings, count: int) -> int:
-    """Run ``count`` worker processes in one consumer group; returns the worst exit code."""
+def worker_metrics_ports(base: int, count: int) -> list[int]:
+    """The /metrics ports of ``count`` workers started together: ``base + k`` for worker k, none
+    when ``base`` is 0 (metrics off)."""
+    return [base + k for k in range(count)] if base else []
+
+
+def run_workers(
+    settings: Settings,
+    count: int,
+    serve_metrics: Callable[[Settings], None] | None = None,
+) -> int:
+    """Run ``count`` worker processes in one consumer group; returns the worst exit code.
+
+    ``serve_metrics(settings)`` runs in each worker process before it builds its worker, with
+    ``settings.metrics_port`` set to that worker's port (:func:`worker_metrics_ports`): every
+    process serves its own registry on its own port, so each is a scrape target of its own
+    and a dead one shows as down. With several workers ``serve_metrics`` must be picklable (a
+    module-level function): the processes are spawned.
+    """
     if count <= 1:
+        if serve_metrics is not None:
+            serve_metrics(settings)
         return run_worker(settings)
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    ports = worker_metrics_ports(settings.metrics_port, count) or [0] * count
     processes = [
-        context.Process(target=_worker_main, args=(settings,), name=f"worker-{n}")
-        for n in range(count)
+        context.Process(
+            target=_worker_main,
+            args=(settings.model_copy(update={"metrics_port": port}), serve_metrics),
+            name=f"worker-{n}",
+        )
+        for n, port in enumerate(ports)
     ]
     for process in processes:
         process.start()
@@ -306,5 +330,7 @@ def run_workers(settings: Settings, count: int) -> int:
     return max(codes)
 
 
-def _worker_main(settings: Settings) -> None:
+def _worker_main(settings: Settings, serve_metrics: Callable[[Settings], None] | None) -> None:
+    if serve_metrics is not None:
+        serve_metrics(settings)
     raise SystemExit(run_worker(settings))

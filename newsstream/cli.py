@@ -121,15 +121,20 @@ def produce(
 def consume(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (one group).")] = 1,
 ) -> None:
-    """Run worker(s): consume articles, embed them and upsert them into Milvus."""
-    from consumers.worker import run_workers
+    """Run worker(s): consume articles, embed them and upsert them into Milvus.
+
+    With NEWSSTREAM_METRICS_PORT set, worker k of N serves its own /metrics on that port + k
+    (one scrape target per worker process).
+    """
+    from consumers.worker import run_workers, worker_metrics_ports
 
     settings = _settings()
     configure_logging(settings, "worker")
-    if workers == 1:
-        _serve_metrics(settings)
     try:
-        code = run_workers(settings, workers)
+        # Workers bind their ports after the model loaded: check them all before spawning any.
+        for port in worker_metrics_ports(settings.metrics_port, workers):
+            _check_port_free(settings.metrics_host, port)
+        code = run_workers(settings, workers, serve_metrics=_serve_metrics)
     except NewsstreamError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
@@ -215,10 +220,41 @@ def _running_api(settings: Settings) -> str | None:
 
 
 def _serve_metrics(settings: Settings) -> None:
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
+    """Serve this process's metrics registry at ``/metrics`` on the metrics host and port, from
+    a daemon thread; nothing when the port is 0. Raises ConfigurationError when the port is
+    taken."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
 
+    try:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    except OSError as exc:
+        raise _metrics_port_error(settings.metrics_host, settings.metrics_port, exc) from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise ConfigurationError unless a server could listen on ``host:port`` now."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # as the metrics server does (http.server), so a port in TIME_WAIT counts as free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise _metrics_port_error(host, port, exc) from None
+
+
+def _metrics_port_error(host: str, port: int, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}): expected a free port "
+        "in NEWSSTREAM_METRICS_PORT (with --workers N, worker k uses that port + k), or 0 "
+        "for no metrics"
+    )
 
 
 register_all(app)

@@ -43,7 +43,10 @@ from ``settings.kafka_session_timeout_ms``. faust talks to Kafka through aiokafk
 librdkafka: ``settings.kafka_consumer_config`` / ``kafka_producer_config`` (librdkafka
 passthrough) do not apply to it; the status snapshots themselves go through the librdkafka
 :class:`core.status.StatusPublisher`, which does use them. faust's web server is off, its
-tables store is ``memory://`` and its data dir is ``<data dir>/trends``.
+tables store is ``memory://`` and its data dir is ``<data dir>/trends``. Metrics are not
+faust's either: ``newsstream trends`` serves the process's prometheus-client registry at
+``/metrics`` on ``settings.metrics_port``, like the producer and the workers, so Prometheus and
+the compose health check see a live process.
 """
 
 from __future__ import annotations

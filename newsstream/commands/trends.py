@@ -1,7 +1,8 @@
 """``newsstream trends``: the search-trends app (faust), runnable alone or under ``up``.
 
 It consumes the search events the API emits and publishes top and rising queries and top
-stories as status snapshots; the API serves them at ``GET /trends?window=1h|24h``. See
+stories as status snapshots; the API serves them at ``GET /trends?window=1h|24h``. Its
+Prometheus metrics are at ``/metrics`` on ``NEWSSTREAM_METRICS_PORT`` (none when 0). See
 :mod:`search_api.trends_app` for how it works and what it needs from the broker.
 """
 
@@ -23,8 +24,12 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(min=0.5, help="Seconds between published snapshots.")
         ] = 5.0,
     ) -> None:
-        """Aggregate search events into trends (top/rising queries, top stories)."""
-        from newsstream.cli import _fail, _settings
+        """Aggregate search events into trends (top/rising queries, top stories).
+
+        With NEWSSTREAM_METRICS_PORT set it serves /metrics there, like the producer and the
+        workers.
+        """
+        from newsstream.cli import _fail, _serve_metrics, _settings
         from newsstream.logs import configure_logging
         from search_api.trends_app import run_trends
 
@@ -38,6 +43,7 @@ def register(app: typer.Typer) -> None:
                 )
             )
         try:
+            _serve_metrics(settings)
             code = run_trends(settings, publish_every_s=every)
         except NewsstreamError as exc:
             raise _fail(exc) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from metrics_scrape import free_port_range, scrape
 
 from core.kafka import ensure_topics
 from core.search_events import SearchEvent, TopResult, emit_search_event, search_events_producer
@@ -46,11 +47,11 @@ def settings(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> Settings
     )
 
 
-def start_trends(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_trends(settings: Settings, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
     handle = open(log, "ab")  # noqa: SIM115 - closed by the OS when the child exits
     return subprocess.Popen(
         [sys.executable, "-m", "newsstream", "trends", "--every", "1"],
-        env=settings_env(settings),
+        env=settings_env(settings, **extra_env),
         stdout=handle,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -197,3 +198,29 @@ def test_view_answers_empty_before_the_first_snapshot(settings: Settings) -> Non
         "top_stories": [],
         "updated_at": None,
     }
+
+
+def test_trends_serves_metrics_while_it_aggregates(settings: Settings, tmp_path: Path) -> None:
+    """Prometheus scrapes `trends` and compose health-checks it: a live app answers /metrics."""
+    ensure_topics(settings)
+    port = free_port_range(1)
+    log = tmp_path / "trends.log"
+    process = start_trends(settings, log, NEWSSTREAM_METRICS_PORT=str(port))
+    samples = None
+    try:
+        producer = search_events_producer(settings)
+        for event in search_events(time.time()):
+            emit_search_event(producer, settings.kafka_search_events_topic, event)
+        assert producer.flush(10) == 0
+        # scraped while the app consumes and publishes: the snapshot proves it is the live app
+        answer = wait_for(settings, expected)
+        assert answer["top_queries"][0]["count"] == 25
+        samples = scrape(port)
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+    finally:
+        code = stop_process(process)
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    assert samples is not None, f"nothing serves /metrics on port {port}"
+    assert "process_start_time_seconds" in samples or "python_info" in samples, sorted(samples)
+    assert any(name.startswith("newsstream_") for name in samples), sorted(samples)
+    assert scrape(port) is None, "the metrics endpoint outlived the process"
