@@ -1,9 +1,10 @@
 # newsstream: one image for every service; the command picks the service
-# (`produce`, `consume`, `serve`, `trends`). Build: `docker compose build` (see docs/deploy.md).
+# (`produce`, `consume`, `serve`, `trends`). Build: `docker compose build` (see docs/deploy.md);
+# .dockerignore keeps the venv, local state, caches and secrets (.env) out of the build context.
 #
 # The package list lives in pyproject.toml and nowhere else: this file installs torch (CPU build)
 # with the requirement it reads from pyproject.toml, then `pip install .`. It never names another
-# package; tests/unit/test_deploy_files.py checks that. The `local` extra (embedded broker and
+# package; tests/unit/test_dockerfile.py checks that. The `local` extra (embedded broker and
 # Milvus Lite) is deliberately not installed: containers talk to real Kafka and Milvus.
 
 FROM python:3.11-slim AS build

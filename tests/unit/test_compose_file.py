@@ -1,6 +1,6 @@
 """docker-compose.yml: the services the design names, wired to each other, with health checks,
-volumes and environments that load as settings (`docker-compose config` accepts it when
-installed).
+volumes and environments that load as settings, secrets only from the environment (read from the
+file; tests/integration/test_compose_config.py renders it with `docker-compose config`).
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ import pytest
 from deploy_files import (
     COMPOSE,
     DOCKERFILE,
+    ENV_EXAMPLE,
     ENV_PREFIX,
+    USER_ENV,
+    MissingVariable,
     command,
     compose,
+    env_file,
     environment,
     image,
+    interpolate,
     newsstream_services,
     one_service_with_image,
     replicas,
-    require_binary,
-    run,
+    required_variables,
     service_settings,
     services,
     services_with_image,
@@ -30,12 +34,6 @@ from deploy_files import (
 from core.settings import Settings
 
 # --- docker-compose.yml --------------------------------------------------------------------------
-
-
-def test_docker_compose_config_accepts_the_compose_file() -> None:
-    exe = require_binary("docker-compose", "docker-compose")
-    result = run([exe, "-f", str(COMPOSE), "config", "-q"])
-    assert result.returncode == 0, result.stderr
 
 
 def test_compose_runs_every_service_the_design_names() -> None:
@@ -97,8 +95,11 @@ def test_newsstream_services_address_the_compose_services(
         assert milvus.hostname in svcs and milvus.port == 19530, settings.milvus_uri
         assert image(svcs[milvus.hostname]).startswith("milvusdb/milvus")
     for name, svc in newsstream_services("consume").items():
-        redis_url = environment(svc).get("NEWSSTREAM_DEDUP_REDIS_URL")
-        assert redis_url, f"{name}: workers need the shared Redis dedup index"
+        settings = service_settings(svc, monkeypatch)
+        # The URL alone is not used: without the redis backend each worker keeps its own index.
+        assert settings.dedup_backend == "redis", f"{name}: workers must share the Redis index"
+        assert settings.dedup_redis_url, f"{name}: NEWSSTREAM_DEDUP_REDIS_URL unset"
+        redis_url = settings.dedup_redis_url.get_secret_value()
         host = urlsplit(redis_url).hostname
         assert host in svcs and image(svcs[host]).startswith("redis"), redis_url
 
@@ -152,3 +153,48 @@ def test_every_newsstream_service_environment_loads_as_settings(
     for svc in services().values():
         if image(svc).startswith("newsstream"):
             service_settings(svc, monkeypatch)
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def test_secrets_come_from_the_environment_without_defaults() -> None:
+    """API keys, the Grafana admin password and MinIO's credentials are required variables."""
+    required = required_variables()
+    assert {"NEWSSTREAM_API_READ_KEYS", "GRAFANA_ADMIN_PASSWORD"} <= required
+    assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} <= required
+    _, grafana = one_service_with_image("grafana/grafana")
+    with pytest.raises(MissingVariable, match="GRAFANA_ADMIN_PASSWORD"):
+        interpolate(environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"], {})
+    for name in newsstream_services("serve"):
+        raw = environment(services()[name])["NEWSSTREAM_API_READ_KEYS"]
+        with pytest.raises(MissingVariable, match="NEWSSTREAM_API_READ_KEYS"):
+            interpolate(raw, {"NEWSSTREAM_API_READ_KEYS": ""})
+    # No literal credential anywhere: every password/secret/key value is a variable.
+    for name, svc in services().items():
+        for key, value in environment(svc).items():
+            if re.search(r"PASSWORD|SECRET|_KEYS?$|_KEY_ID$|ROOT_USER", key):
+                assert value.startswith("${"), f"{name}: {key} is written in the file: {value!r}"
+
+
+def test_env_example_names_every_required_variable_and_holds_no_secret() -> None:
+    example = env_file(ENV_EXAMPLE)
+    assert required_variables() <= set(example), (
+        f".env.example lacks {sorted(required_variables() - set(example))}"
+    )
+    filled = {key: value for key, value in example.items() if value}
+    assert not filled, f".env.example must leave every value for the user to fill: {filled}"
+    assert set(USER_ENV) == required_variables(), "the tests' user env must match the file"
+
+
+def test_interpolation_follows_compose_rules() -> None:
+    """The pure interpolation the tests above rely on (checked against docker-compose itself in
+    tests/integration/test_compose_config.py)."""
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} $SET $$SET", env) == (
+        "x d  d x $SET"
+    )
+    assert interpolate("${EMPTY?m}", env) == ""
+    for required in ("${UNSET:?m}", "${EMPTY:?m}", "${UNSET?m}"):
+        with pytest.raises(MissingVariable):
+            interpolate(required, env)

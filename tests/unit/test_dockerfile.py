@@ -1,25 +1,20 @@
 """The Dockerfile: installs the pyproject package list (and the CPU torch) and no other, copies
-every package pyproject builds, runs offline as a non-root user.
+every package pyproject builds, runs offline as a non-root user. (Its torch extraction runs in
+tests/integration/test_dockerfile_steps.py, its build context in test_docker_context.py.)
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from deploy_files import (
-    PYPROJECT,
     TORCH_CPU_INDEX,
     dockerfile,
     dockerfile_env,
     pip_installs,
     pyproject,
-    requirement_name,
-    shell_commands,
 )
 
 # --- Dockerfile ----------------------------------------------------------------------------------
@@ -34,27 +29,6 @@ def test_dockerfile_installs_the_pyproject_package_list_and_no_other() -> None:
     assert torch_args[2] == "-r" and len(torch_args) == 4, torch_args
     # 2. the package itself, no extras (the `local` extra stays out of images), no other names
     assert package_args == ["."], f"install the package from pyproject.toml only: {package_args}"
-
-
-def test_dockerfile_torch_requirement_is_the_one_in_pyproject(tmp_path: Path) -> None:
-    """Run the Dockerfile's own extraction command on our pyproject.toml."""
-    (torch_args, _) = pip_installs()
-    requirements_file = torch_args[3]
-    producer = None
-    for inst in dockerfile():
-        if inst.keyword == "RUN" and requirements_file in inst.args:
-            producer = inst.args
-    assert producer is not None
-    argv = next(shell_commands(producer))
-    assert argv[:2] == ["python", "-c"] and "pyproject.toml" in argv[2], argv
-    shutil.copy(PYPROJECT, tmp_path / "pyproject.toml")
-    result = subprocess.run(
-        [sys.executable, "-c", argv[2]], cwd=tmp_path, capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
-    expected = [d for d in pyproject()["project"]["dependencies"] if requirement_name(d) == "torch"]
-    assert expected, "pyproject.toml no longer lists torch"
-    assert result.stdout.split() == expected
 
 
 def test_dockerfile_copies_every_package_pyproject_builds() -> None:

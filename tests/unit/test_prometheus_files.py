@@ -1,43 +1,28 @@
-"""Prometheus: promtool accepts the config and rules, every newsstream process is scraped, the alert
-rules query only metrics, labels and values that exist, and they fire on what they describe
-(`promtool test rules`).
+"""Prometheus: every newsstream process is scraped, every scrape target is a process serving
+metrics, and the alert rules query only metrics, labels and values that exist (promtool's checks
+and `promtool test rules` run in tests/integration/test_promtool.py).
 """
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-from typing import Any
-
 import pytest
-import yaml
 from deploy_files import (
     ALERTS,
     PROMETHEUS,
     alert_rules,
     load_yaml,
+    metrics_ports,
     newsstream_services,
-    require_binary,
-    run,
     scrape_jobs,
     service_settings,
+    services,
 )
 from promql_check import (
     check_expr,
     selectors,
 )
 
-import core.metrics
-
 # --- Prometheus ----------------------------------------------------------------------------------
-
-
-def test_promtool_accepts_the_prometheus_config_and_rules() -> None:
-    exe = require_binary("promtool", "prometheus")
-    result = run([exe, "check", "config", str(PROMETHEUS)])
-    assert result.returncode == 0, result.stdout + result.stderr
-    result = run([exe, "check", "rules", str(ALERTS)])
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_prometheus_scrapes_every_newsstream_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,122 +54,31 @@ def test_alert_rules_query_only_existing_metrics_labels_and_values() -> None:
     assert not problems, "\n".join(problems)
 
 
-def _buckets(value_per_minute: float, above: float) -> list[dict[str, str]]:
-    """Histogram series whose observations all fall in the first bucket above ``above``."""
-    bounds = [*(str(b) for b in core.metrics._TTS_BUCKETS), "+Inf"]
-    return [
-        {
-            "series": f'newsstream_time_to_searchable_seconds_bucket{{job="worker",le="{le}"}}',
-            "values": f"0+{value_per_minute}x40" if float(le) > above else "0x40",
-        }
-        for le in bounds
-    ]
+def test_every_scrape_target_is_a_compose_service_serving_metrics_on_that_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A target without a process behind it is `up == 0` forever (ServiceDown, WorkerDown)."""
+    svcs = services()
+    targets = [(job, t) for job, ts in scrape_jobs().items() for t in ts]
+    assert targets, "no scrape targets"
+    for job, target in targets:
+        host, _, port = target.rpartition(":")
+        assert host in svcs, f"job {job}: {target} names no compose service"
+        served = metrics_ports(svcs[host], monkeypatch)
+        assert int(port) in served, (
+            f"job {job}: {host} serves metrics on {sorted(served) or 'no port'}, not {port}"
+        )
 
 
-def promtool_test_rules(tmp_path: Path, tests: dict[str, Any]) -> None:
-    """Run ``promtool test rules`` with ``tests`` on a copy of alerts.yml without annotations.
-
-    Annotations are prose with templates; leaving them out keeps the tests about what decides
-    whether an alert fires: expr, for and labels.
-    """
-    exe = require_binary("promtool", "prometheus")
-    rules = load_yaml(ALERTS)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
-    (tmp_path / "alerts_test.yml").write_text(
-        yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", **tests}),
-        encoding="utf-8",
-    )
-    result = subprocess.run(
-        [exe, "test", "rules", "alerts_test.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_alerts_fire_on_the_conditions_they_describe(tmp_path: Path) -> None:
-    """Each alert fires on synthetic series showing its condition, and not before its `for`."""
-    w1, w2 = 'job="worker",instance="worker-1:9100"', 'job="worker",instance="worker-2:9100"'
-    series = [
-        # one DLQ message at minute 2
-        {
-            "series": f'newsstream_outcomes_total{{outcome="dlq",reason="none",{w1}}}',
-            "values": "0 0 1x40",
-        },
-        # worker-1 dies at minute 2, worker-2 stays up
-        {"series": f"up{{{w1}}}", "values": "1 1 0x40"},
-        {"series": f"up{{{w2}}}", "values": "1x40"},
-        # partition 0 grows, partition 1 is large but steady (no alert for it)
-        {"series": f'newsstream_consumer_lag{{partition="0",{w1}}}', "values": "2000+100x40"},
-        {"series": f'newsstream_consumer_lag{{partition="1",{w2}}}', "values": "5000x40"},
-        {"series": 'newsstream_feeds_broken{job="producer"}', "values": "3x40"},
-        *_buckets(60, above=5.0),  # every article takes 5-10 s
-    ]
-    tests = {
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": series,
-                "alert_rule_test": [
-                    {"eval_time": "1m", "alertname": "DLQMessages", "exp_alerts": []},
-                    {
-                        "eval_time": "3m",
-                        "alertname": "DLQMessages",
-                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
-                    },
-                    {
-                        "eval_time": "5m",
-                        "alertname": "WorkerDown",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "severity": "critical",
-                                    "job": "worker",
-                                    "instance": "worker-1:9100",
-                                }
-                            }
-                        ],
-                    },
-                    {"eval_time": "5m", "alertname": "NoWorkers", "exp_alerts": []},
-                    {"eval_time": "5m", "alertname": "ConsumerLagGrowing", "exp_alerts": []},
-                    {
-                        "eval_time": "35m",
-                        "alertname": "ConsumerLagGrowing",
-                        "exp_alerts": [{"exp_labels": {"severity": "warning", "partition": "0"}}],
-                    },
-                    {
-                        "eval_time": "25m",
-                        "alertname": "TimeToSearchableSlow",
-                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
-                    },
-                    {"eval_time": "20m", "alertname": "FeedsBroken", "exp_alerts": []},
-                    {
-                        "eval_time": "35m",
-                        "alertname": "FeedsBroken",
-                        "exp_alerts": [{"exp_labels": {"severity": "info"}}],
-                    },
-                ],
-            }
-        ],
-    }
-    promtool_test_rules(tmp_path, tests)
-
-
-def test_time_to_searchable_alert_stays_quiet_when_articles_are_fast(tmp_path: Path) -> None:
-    tests = {
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": _buckets(60, above=1.0),  # every article takes 1-2 s
-                "alert_rule_test": [
-                    {"eval_time": "30m", "alertname": "TimeToSearchableSlow", "exp_alerts": []}
-                ],
-            }
-        ],
-    }
-    promtool_test_rules(tmp_path, tests)
+def test_metrics_ports_of_a_service_follow_its_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule the test above relies on: which port each newsstream command serves."""
+    base = {"image": "newsstream:latest", "environment": {"NEWSSTREAM_METRICS_PORT": "9100"}}
+    assert metrics_ports({**base, "command": ["consume"]}, monkeypatch) == {9100}
+    workers = {**base, "command": ["consume", "--workers", "3"]}
+    assert metrics_ports(workers, monkeypatch) == {9100, 9101, 9102}
+    assert metrics_ports({**base, "command": ["trends"]}, monkeypatch) == {9100}
+    assert metrics_ports({**base, "command": ["serve"]}, monkeypatch) == {8000}
+    off = {**base, "command": ["produce"], "environment": {"NEWSSTREAM_METRICS_PORT": "0"}}
+    assert metrics_ports(off, monkeypatch) == set()
+    other = {"image": "x", "healthcheck": {"test": ["CMD", "curl", "http://localhost:9091/x"]}}
+    assert metrics_ports(other, monkeypatch) == {9091}
