@@ -1,8 +1,10 @@
 """The FastAPI application: routes, error shape, and the lifecycle of its Milvus connection.
 
-Errors are JSON with one stable shape: ``{"error": {"code": str, "message": str}}`` with the
-HTTP status (422 for invalid requests, 404 for unknown articles, 503 with ``Retry-After`` when
-Milvus is unavailable). No stack trace is ever returned.
+Errors are JSON with one stable shape for every status: ``{"error": {"code": str, "message":
+str}}`` (:mod:`search_api.errors`: 422 for invalid requests, 404 for unknown articles and
+routes, 405 for wrong methods, 503 with ``Retry-After`` when Milvus is unavailable, 500 for the
+unexpected). No stack trace is ever returned. ``/docs`` and ``/redoc`` load their scripts from
+this server (the files of the ``fastapi-offline`` package), never from a CDN.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -31,17 +32,24 @@ from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
 from core.status import read_status
 from search_api.dashboard import attach_dashboard
+from search_api.docs import offline_docs_app
+from search_api.errors import ErrorResponse, error_response, install_error_handlers
 from search_api.events import SearchEvents
 from search_api.filters import SearchFilters
 from search_api.ranking import apply_recency, collapse_stories
 from search_api.searcher import Hit, Searcher
-from search_api.security import OPEN_PATHS, KeyRing, RateLimiter, Role, presented_key
+from search_api.security import (
+    KeyRing,
+    RateLimiter,
+    Role,
+    is_open_path,
+    presented_key,
+    require_keys_beyond_loopback,
+)
 from search_api.stats_view import stats_response
 from search_api.trends_view import TREND_WINDOWS, trends_response
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_S = 5
 
 
 class SourceRef(BaseModel):
@@ -95,23 +103,6 @@ class SearchRequest(BaseModel):
     cursor: str | None = Field(None, max_length=200)
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
-
-
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
 
@@ -153,7 +144,12 @@ class Backend:
 
 
 def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
-    """Build the API app for ``settings`` (the embedder may be shared, e.g. in tests)."""
+    """Build the API app for ``settings`` (the embedder may be shared, e.g. in tests).
+
+    Raises :class:`core.errors.ConfigurationError` when ``settings`` would expose the API
+    beyond loopback without API keys.
+    """
+    require_keys_beyond_loopback(settings)
     backend = Backend(settings, embedder)
 
     @asynccontextmanager
@@ -166,14 +162,16 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         yield
         events.close()
 
-    app = FastAPI(
+    app = offline_docs_app(
         title="newsstream",
         version="0.1.0",
         summary="Semantic and hybrid search over a live news index.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        # Every route may answer these (in the one error shape).
+        responses={status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 500, 503)},
     )
     app.state.backend = backend
+    install_error_handlers(app)
     attach_dashboard(app, settings)
     events = SearchEvents(settings)
     keys = KeyRing(settings)
@@ -193,24 +191,20 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         """Body size cap, API keys and rate limits, before any route runs."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > settings.api_max_body_bytes:
-            return _error(
-                413, "too_large", f"request body over {settings.api_max_body_bytes} bytes"
-            )
+            return error_response(413, f"request body over {settings.api_max_body_bytes} bytes")
         path = request.url.path
-        open_path = (
-            path in OPEN_PATHS or path == "/dashboard" or path.startswith("/dashboard/static/")
-        )
+        open_path = is_open_path(path)
         key = presented_key({k.lower(): v for k, v in request.headers.items()})
         if keys.enabled and not open_path:
             role = keys.role(key)
             if role is Role.NONE:
-                return _error(401, "unauthorized", "a valid API key is required (X-API-Key)")
+                return error_response(401, "a valid API key is required (X-API-Key)")
             if (
                 request.method not in ("GET", "HEAD", "OPTIONS")
                 and path != "/search"
                 and role is not Role.ADMIN
             ):
-                return _error(403, "forbidden", "this route needs an admin key")
+                return error_response(403, "this route needs an admin key")
         if not open_path:
             caller = (
                 f"key:{key}"
@@ -219,33 +213,12 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             )
             wait = limiter.check(caller)
             if wait > 0:
-                return _error(
+                return error_response(
                     429,
-                    "rate_limited",
                     "too many requests; slow down",
                     headers={"Retry-After": str(max(1, int(wait + 0.999)))},
                 )
         return await call_next(request)
-
-    @app.exception_handler(InvalidRequest)
-    async def _invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
-        return _error(422, "invalid_request", f"{where}: {first.get('msg')}".strip(": "))
-
-    @app.exception_handler(TransientError)
-    async def _unavailable(_request: Request, exc: TransientError) -> JSONResponse:
-        log.warning("dependency unavailable: %s", exc)
-        return _error(
-            503,
-            "unavailable",
-            "the search index is temporarily unavailable; retry shortly",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -377,10 +350,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         article_id: str, k: Annotated[int, Query(ge=1, le=100)] = 10
     ) -> SearchResponse | JSONResponse:
         if not is_article_id(article_id):
-            return _error(404, "not_found", "no article with this id")
+            return error_response(404, "no article with this id")
         hits = backend.searcher().similar(article_id, k=k)
         if hits is None:
-            return _error(404, "not_found", "no article with this id")
+            return error_response(404, "no article with this id")
         return SearchResponse(
             query=article_id, mode=SearchMode.SEMANTIC, results=[_result(h) for h in hits]
         )
@@ -414,10 +387,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     )
     def article(article_id: str) -> Any:
         if not is_article_id(article_id):
-            return _error(404, "not_found", "no article with this id")
+            return error_response(404, "no article with this id")
         row = backend.searcher().get(article_id)
         if row is None:
-            return _error(404, "not_found", "no article with this id")
+            return error_response(404, "no article with this id")
         return row
 
     return app

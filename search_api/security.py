@@ -1,10 +1,13 @@
 """Who may call the API and how often: API keys and per-caller rate limits.
 
 - Keys: with ``api_read_keys`` or ``api_admin_keys`` configured, every route except ``/``,
-  ``/healthz``, ``/readyz``, ``/metrics``, the docs and the dashboard page needs a key in
-  ``X-API-Key`` (or ``Authorization: Bearer``); read keys may search and read, admin keys may do
-  everything. Keys are compared in constant time. Without keys the API is open, and binds to
-  127.0.0.1 by default.
+  ``/healthz``, ``/readyz``, ``/metrics``, the docs (``/docs``, ``/redoc``, ``/openapi.json``
+  and their files) and the dashboard page and its files needs a key in ``X-API-Key`` (or
+  ``Authorization: Bearer``). A read key may call every GET route and ``POST /search``; an admin
+  key may call everything a read key may and, besides, any other method (none exists today, so
+  the two allow the same). Keys are compared in constant time.
+- Exposure: without keys the API is open, so it may listen only on loopback (127.0.0.0/8,
+  ``::1``, ``localhost``); :func:`require_keys_beyond_loopback` refuses any other bind address.
 - Rate limits: a token bucket per key, or per client address without one
   (``api_rate_limit_per_minute``, burst of the same size); over the limit the answer is 429 with
   ``Retry-After``. Buckets live in the process (one API replica = one budget); the table is
@@ -14,15 +17,31 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
+from core.errors import ConfigurationError
 from core.settings import Settings
+from search_api.docs import DOCS_STATIC_URL
 
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"})
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
+        "/redoc",
+        "/dashboard",
+    }
+)
+OPEN_PREFIXES = ("/dashboard/static/", f"{DOCS_STATIC_URL}/")
 MAX_BUCKETS = 10_000
 
 
@@ -32,6 +51,42 @@ class Role(Enum):
     NONE = 0
     READ = 1
     ADMIN = 2
+
+
+def is_open_path(path: str) -> bool:
+    """True for the routes anyone may call, keys or not (health, metrics, docs, the page)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when binding to ``host`` keeps the API on this machine (127.0.0.0/8, ::1, localhost).
+
+    ``0.0.0.0``, ``::``, an empty host (every interface) and any other address or name are not.
+    """
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def require_keys_beyond_loopback(settings: Settings) -> None:
+    """Raise :class:`ConfigurationError` when the API would listen beyond loopback without keys.
+
+    An open API on a reachable address lets anyone search and read the index; the fix is a key
+    list or a loopback bind address, and the message says both.
+    """
+    if is_loopback_host(settings.api_host) or settings.api_read_keys or settings.api_admin_keys:
+        return
+    raise ConfigurationError(
+        f"the API would listen on {settings.api_host!r} (NEWSSTREAM_API_HOST), beyond loopback, "
+        "with no API keys configured: anyone who reaches it could search and read the index. "
+        "Expected API keys for any address other than 127.0.0.0/8, ::1 or localhost: set "
+        "NEWSSTREAM_API_READ_KEYS (and/or NEWSSTREAM_API_ADMIN_KEYS) to a JSON list, e.g. "
+        "NEWSSTREAM_API_READ_KEYS='[\"a-long-random-key\"]', or bind to 127.0.0.1."
+    )
 
 
 @dataclass

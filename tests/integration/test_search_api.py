@@ -231,3 +231,111 @@ def test_milvus_outage_is_a_503_with_retry_after(embedder: Any, make_settings: A
         assert response.json()["error"]["code"] == "unavailable"
         assert "Traceback" not in response.text
         assert api.get("/readyz").status_code == 503
+
+
+def _assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: ``{"error": {"code", "message"}}`` and nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"], body
+    return body["error"]
+
+
+def test_every_error_status_has_the_one_shape(embedder: Any, make_settings: Any) -> None:
+    from newsstream.local_stack import free_port
+
+    settings = make_settings(
+        milvus_uri=f"http://127.0.0.1:{free_port()}", milvus_timeout_s=1.0, api_search_events=False
+    )
+    app = create_app(settings, embedder)
+
+    def explode() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/explode", explode)
+    with TestClient(app, raise_server_exceptions=False) as api:
+        _assert_error(api.get("/no/such/route"), 404, "not_found")
+        _assert_error(api.get("/dashboard/static/nope.js"), 404, "not_found")
+        _assert_error(api.get("/static-offline-docs/nope.js"), 404, "not_found")
+        wrong = api.delete("/search")
+        _assert_error(wrong, 405, "method_not_allowed")
+        assert "GET" in wrong.headers["Allow"] and "POST" in wrong.headers["Allow"]
+        _assert_error(api.put("/healthz"), 405, "method_not_allowed")
+        _assert_error(api.get("/search", params={"q": "x", "k": "many"}), 422, "invalid_request")
+        _assert_error(api.post("/search", content=b"not json"), 422, "invalid_request")
+        big = api.post(
+            "/search",
+            content=b"{" + b" " * 70_000 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        _assert_error(big, 413, "too_large")
+        down = api.get("/search", params={"q": "storm"})
+        _assert_error(down, 503, "unavailable")
+        assert down.headers["Retry-After"]
+        crashed = _assert_error(api.get("/explode"), 500, "internal_error")
+        assert "secret internals" not in crashed["message"]
+
+    limited = settings.model_copy(update={"api_rate_limit_per_minute": 1})
+    with TestClient(create_app(limited, embedder)) as api:
+        api.get("/no/such/route")
+        _assert_error(api.get("/no/such/route"), 429, "rate_limited")
+
+
+def test_keys_answer_401_and_403_in_the_one_shape(indexed: Any, embedder: Any) -> None:
+    settings, _ = indexed
+    locked = settings.model_copy(update={"api_read_keys": [SecretStr("reader")]})
+    with TestClient(create_app(locked, embedder)) as api:
+        _assert_error(api.get("/search", params={"q": "storm"}), 401, "unauthorized")
+        _assert_error(api.get("/no/such/route"), 401, "unauthorized")
+        wrong_key = api.get("/stats", headers={"X-API-Key": "guess"})
+        _assert_error(wrong_key, 401, "unauthorized")
+        _assert_error(api.post("/stats", headers={"X-API-Key": "reader"}), 403, "forbidden")
+
+
+def _every_route(app: Any, article: str) -> list[tuple[str, str]]:
+    """(method, concrete path) of every route the app serves, HEAD aside."""
+    from starlette.routing import Route
+
+    calls = []
+    for route in app.routes:
+        if not isinstance(route, Route):
+            continue
+        path = route.path.replace("{article_id}", article).replace("{name}", "dashboard.js")
+        calls += [(method, path) for method in sorted((route.methods or set()) - {"HEAD"})]
+    return calls
+
+
+def test_an_admin_key_is_accepted_wherever_a_read_key_is(indexed: Any, embedder: Any) -> None:
+    settings, rows = indexed
+    locked = settings.model_copy(
+        update={
+            "api_read_keys": [SecretStr("reader")],
+            "api_admin_keys": [SecretStr("admin")],
+            "api_rate_limit_per_minute": 0,
+        }
+    )
+    app = create_app(locked, embedder)
+    calls = _every_route(app, rows[0]["id"])
+    assert ("GET", "/search") in calls and ("POST", "/search") in calls and len(calls) > 10
+    with TestClient(app) as api:
+
+        def status(method: str, path: str, key: str | None) -> int:
+            headers = {"X-API-Key": key} if key else {}
+            body = {"q": "storm"} if method == "POST" else None
+            params = {"q": "storm"} if path == "/search" and method == "GET" else None
+            response = api.request(method, path, headers=headers, json=body, params=params)
+            return response.status_code
+
+        for method, path in calls:
+            read = status(method, path, "reader")
+            admin = status(method, path, "admin")
+            assert read not in (401, 403), (method, path, read)
+            assert admin == read, (method, path, read, admin)
+        # Today a read key may call every route; admin adds only other methods, which 405.
+        assert status("DELETE", "/stats", "admin") == 405
+        assert status("DELETE", "/stats", "reader") == 403
+        assert status("GET", "/stats", None) == 401

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import SecretStr
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 from search_api.ranking import apply_recency, collapse_stories
 from search_api.searcher import Hit
-from search_api.security import KeyRing, RateLimiter, Role, presented_key
+from search_api.security import (
+    KeyRing,
+    RateLimiter,
+    Role,
+    is_loopback_host,
+    is_open_path,
+    presented_key,
+    require_keys_beyond_loopback,
+)
 
 
 def hit(
@@ -68,3 +78,44 @@ def test_rate_limiter_refills_over_time() -> None:
     assert 0.9 < wait <= 1.0
     assert limiter.check("ip:2", now) == 0  # callers do not share a budget
     assert limiter.check("ip:1", now + 1.01) == 0
+
+
+def test_a_key_in_both_lists_is_admin_and_admin_outranks_read() -> None:
+    ring = KeyRing(Settings(api_read_keys=[SecretStr("k")], api_admin_keys=[SecretStr("k")]))
+    assert ring.role("k") is Role.ADMIN
+    assert Role.ADMIN.value > Role.READ.value > Role.NONE.value
+    only_admin = KeyRing(Settings(api_admin_keys=[SecretStr("a1")]))
+    assert only_admin.enabled and only_admin.role("a1") is Role.ADMIN
+    assert only_admin.role("r1") is Role.NONE
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST", " 127.0.0.1 "]
+)
+def test_loopback_hosts_need_no_keys(host: str) -> None:
+    assert is_loopback_host(host)
+    require_keys_beyond_loopback(Settings(api_host=host))  # does not raise
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "", "192.168.1.5", "10.0.0.1", "api.example.org", "128.0.0.1"]
+)
+def test_any_other_host_without_keys_is_refused_with_the_fix_in_the_message(host: str) -> None:
+    assert not is_loopback_host(host)
+    with pytest.raises(ConfigurationError) as refused:
+        require_keys_beyond_loopback(Settings(api_host=host))
+    message = str(refused.value)
+    assert repr(host) in message  # what was found
+    assert "NEWSSTREAM_API_READ_KEYS" in message and "127.0.0.1" in message  # how to fix
+    require_keys_beyond_loopback(Settings(api_host=host, api_read_keys=[SecretStr("r")]))
+    require_keys_beyond_loopback(Settings(api_host=host, api_admin_keys=[SecretStr("a")]))
+
+
+def test_open_paths_are_health_metrics_docs_and_the_dashboard_page_only() -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"):
+        assert is_open_path(path), path
+    assert is_open_path("/static-offline-docs/swagger-ui-bundle.js")
+    assert is_open_path("/dashboard") and is_open_path("/dashboard/static/dashboard.js")
+    for path in ("/search", "/stats", "/feeds", "/trends", "/dashboard/data", "/articles/x"):
+        assert not is_open_path(path), path
+    assert not is_open_path("/docsx") and not is_open_path("/static-offline-docs")
