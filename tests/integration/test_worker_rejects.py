@@ -2,15 +2,13 @@
 
 Articles of several reject reasons (and a few good ones) go through the local broker into a
 worker with Milvus; then the CLI, in a process of its own, lists the sample by reason. Several
-processes writing one sample at once keep it readable and bounded.
+processes writing one sample at once: ``test_reject_sample_processes.py``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,37 +116,7 @@ def test_the_worker_keeps_rejected_articles_and_the_cli_lists_them_by_reason(
     assert sum(a.id in spam_only for a in rejected["spam"]) == PER_REASON
     assert not any(a.id in spam_only for a in rejected["boilerplate"] + rejected["too_short"])
     assert "spam" in spam_only and "boilerplate" not in spam_only
-    sample = RejectSample(rejects_path(settings.data_dir))
-    assert sample.counts() == {
-        reason: min(len(items), PER_REASON) for reason, items in rejected.items()
-    }
-
-
-def _write_rejects(path: str, writer: int, start: Any) -> None:
-    start.wait()
-    sample = RejectSample(Path(path), per_reason=5)
-    for n in range(200):
-        sample.add(
-            reason=("spam", "empty")[n % 2],
-            article_id=f"{writer:04x}{n:028x}",
-            title=f"w{writer} n{n}",
-            url="",
-            text="x" * 600,
-        )
-
-
-def test_several_processes_write_one_sample_at_once(tmp_path: Path) -> None:
-    """Worker processes of one host share the file: every write lands, the bound holds."""
-    context = multiprocessing.get_context("spawn")
-    for trial in range(2):
-        path = str(tmp_path / f"trial{trial}" / "rejects.sqlite3")
-        start = context.Event()
-        writers = [context.Process(target=_write_rejects, args=(path, w, start)) for w in range(6)]
-        for process in writers:
-            process.start()
-        start.set()  # the processes create the file and write together
-        for process in writers:
-            process.join(120)
-        assert [p.exitcode for p in writers] == [0] * 6
-        sample = RejectSample(Path(path), per_reason=5)
-        assert sample.counts() == {"spam": 5, "empty": 5}
+    with RejectSample(rejects_path(settings.data_dir)) as sample:
+        assert sample.counts() == {
+            reason: min(len(items), PER_REASON) for reason, items in rejected.items()
+        }
