@@ -45,6 +45,7 @@ from search_api.dashboard_view import (
     tts_summary,
     worker_totals,
 )
+from search_api.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,21 @@ def top_sources(
     return count_sources(rows, top=top)
 
 
-def index_row_count(client: MilvusClient, settings: Settings) -> int | None:
-    """Rows in the collection as Milvus reports them (may lag behind recent upserts)."""
-    stats = client.get_collection_stats(settings.milvus_collection, timeout=MILVUS_TIMEOUT_S)
-    count = stats.get("row_count")
-    return int(count) if count is not None else None
+def index_row_count(client: MilvusClient, settings: Settings) -> int:
+    """Rows searchable in the collection now: every acknowledged upsert, each id once.
+
+    A ``count(*)`` query at Strong consistency, not the collection statistics: on a Milvus
+    server those count only flushed segments (a fresh index showed 0 rows while hundreds were
+    searchable), and they count a replaced row until compaction.
+    """
+    rows = client.query(
+        settings.milvus_collection,
+        filter="",
+        output_fields=["count(*)"],
+        consistency_level="Strong",
+        timeout=MILVUS_TIMEOUT_S,
+    )
+    return int(rows[0]["count(*)"])
 
 
 @dataclass
@@ -356,9 +367,7 @@ def attach_dashboard(app: FastAPI, settings: Settings) -> None:
     async def dashboard_asset(name: str) -> Response:
         media_type = STATIC_FILES.get(name)
         if media_type is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": "no such file"}}, status_code=404
-            )
+            return error_response(404, "no such file")
         return Response(_static(name), media_type=media_type, headers=headers)
 
     @app.get("/dashboard/data", summary="Everything the dashboard page shows, by section.")
