@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -145,20 +144,22 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
 ) -> None:
-    """Run the search API (and dashboard)."""
+    """Run the search API (and dashboard).
+
+    Beyond loopback (any host but 127.0.0.0/8, ::1, localhost) it needs API keys
+    (NEWSSTREAM_API_READ_KEYS): without them it refuses to start (exit code 2).
+    """
     import uvicorn
 
     from search_api.app import create_app
+    from search_api.security import require_keys_beyond_loopback
 
     settings = _settings(api_host=host, api_port=port)
     configure_logging(settings, "api")
-    if settings.api_host not in ("127.0.0.1", "localhost", "::1") and not (
-        settings.api_read_keys or settings.api_admin_keys
-    ):
-        err_console.print(
-            f"[yellow]warning:[/yellow] the API listens on {settings.api_host} without API keys; "
-            "anyone who can reach it may search. Set NEWSSTREAM_API_READ_KEYS to require keys."
-        )
+    try:
+        require_keys_beyond_loopback(settings)
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -177,22 +178,36 @@ def search(
         str | None, typer.Option(help="API base URL (default: the running `up`).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="NEWSSTREAM_API_KEY",
+            show_envvar=True,
+            help="API key, sent as X-API-Key (prefer the variable: options show in `ps`).",
+        ),
+    ] = None,
 ) -> None:
-    """Search a running API and print the top results."""
+    """Search a running API and print the top results.
+
+    Any answer other than results (401, 429, 503, a proxy's page) is one line on stderr and a
+    non-zero exit code: 1 for an API error, 2 when nothing answers.
+    """
+    from rich.markup import escape
+
+    from newsstream.api_client import search as search_api
+
     settings = _settings()
     base = api or _running_api(settings) or settings.api_base_url
     params: dict[str, str | int] = {"q": query, "k": k}
     if mode:
         params["mode"] = mode
     try:
-        response = httpx.get(f"{base}/search", params=params, timeout=30)
-    except httpx.HTTPError as exc:
-        raise _fail(
-            ConfigurationError(f"no API answers at {base} ({exc}); is `newsstream up` running?")
-        ) from None
-    body = response.json()
-    if response.status_code != 200:
-        raise _fail(NewsstreamError(body.get("error", {}).get("message", response.text)))
+        body = search_api(base, params, api_key or None)
+    except NewsstreamError as exc:
+        # soft_wrap: one line whatever the terminal width; escape: the server's words are text.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigurationError) else 1) from None
     if as_json:
         console.print_json(json.dumps(body))
         return
