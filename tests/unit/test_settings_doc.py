@@ -39,3 +39,13 @@ def test_invalid_values_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("NEWSSTREAM_KAFKA_PARTITIONS", "zero")
     with pytest.raises(ValidationError, match="kafka_partitions"):
         Settings()
+
+
+def test_a_redis_url_without_the_redis_backend_refuses_to_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEWSSTREAM_DEDUP_REDIS_URL", "redis://redis:6379/0")
+    with pytest.raises(ValidationError, match="NEWSSTREAM_DEDUP_BACKEND=redis"):
+        Settings()
+    monkeypatch.setenv("NEWSSTREAM_DEDUP_BACKEND", "redis")
+    assert Settings().dedup_backend == "redis"
