@@ -31,6 +31,7 @@ from core.metrics import SEARCH_REQUESTS, SEARCH_SECONDS, SearchMode
 from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
 from core.status import read_status
+from search_api.body_limit import BodyLimit
 from search_api.dashboard import attach_dashboard
 from search_api.docs import offline_docs_app
 from search_api.errors import ErrorResponse, error_response, install_error_handlers
@@ -185,6 +186,8 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from starlette.responses import Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Where the Swagger UI and ReDoc files are served from.
 DOCS_STATIC_URL = "/static-offline-docs"
@@ -37,11 +38,28 @@ def offline_docs_app(**kwargs: Any) -> FastAPI:
         **kwargs,
     )
 
-    @app.middleware("http")
-    async def docs_policy(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path in DOCS_PAGES:
-            response.headers["Content-Security-Policy"] = DOCS_CSP
-        return response
-
+    app.add_middleware(DocsPolicy)
     return app
+
+
+class DocsPolicy:
+    """ASGI middleware: the docs pages' answers carry :data:`DOCS_CSP`.
+
+    Plain ASGI rather than ``@app.middleware``: that wraps the request body's ``receive`` in a
+    task group, which would turn the body cap's 413 into an exception group (a 400).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in DOCS_PAGES:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Content-Security-Policy"] = DOCS_CSP
+            await send(message)
+
+        await self.app(scope, receive, with_policy)

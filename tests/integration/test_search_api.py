@@ -273,6 +273,17 @@ def test_every_error_status_has_the_one_shape(embedder: Any, make_settings: Any)
             headers={"Content-Type": "application/json"},
         )
         _assert_error(big, 413, "too_large")
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the cap holds all the same
+            yield b'{"q": "'
+            yield from (b"x" * 1000 for _ in range(70))
+            yield b'"}'
+
+        chunked = api.post(
+            "/search", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert "content-length" not in chunked.request.headers
+        _assert_error(chunked, 413, "too_large")
         down = api.get("/search", params={"q": "storm"})
         _assert_error(down, 503, "unavailable")
         assert down.headers["Retry-After"]
