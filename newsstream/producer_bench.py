@@ -167,6 +167,7 @@ def run_producer_bench(
         for child in children:
             stop_process(child, grace_s=10)
         shutil.rmtree(work, ignore_errors=True)
+    figures_sandbox = sandbox_overhead(folder)
     bad_changed = [r for r in changed if r.result != "ok"]
     bad_unchanged = [r for r in unchanged if r.result != "not_modified"]
     figures: dict[str, Any] = {
@@ -180,9 +181,38 @@ def run_producer_bench(
         "parser_workers_peak_rss_mb": round(parsers_mb, 1),
         "target_changed_s": TARGET_CHANGED_S,
         "target_not_modified_s": TARGET_NOT_MODIFIED_S,
+        **figures_sandbox,
     }
     _print(out, figures)
     return figures
+
+
+def sandbox_overhead(folder: Path) -> dict[str, Any]:
+    """Seconds to parse every feed of ``folder`` once in a sandboxed parser worker (warm) and
+    once in this process: what the sandbox costs per cycle on top of parsing."""
+    from producers.parser import parse_feed
+    from producers.sandbox import ParserPool
+
+    bodies = [p.read_bytes() for p in sorted(folder.glob("*.xml"))]
+    url, name = "https://bench.example/feed", "bench"
+    pool = ParserPool(1)
+    try:
+        pool.parse(bodies[0], feed_url=url, feed_id=name)  # start the worker before the clock
+        started = time.perf_counter()
+        for body in bodies:
+            pool.parse(body, feed_url=url, feed_id=name)
+        sandboxed_s = time.perf_counter() - started
+    finally:
+        pool.close()
+    started = time.perf_counter()
+    for body in bodies:
+        parse_feed(body, feed_url=url, feed_id=name)
+    direct_s = time.perf_counter() - started
+    return {
+        "sandbox_feeds": len(bodies),
+        "sandbox_parse_s": round(sandboxed_s, 3),
+        "direct_parse_s": round(direct_s, 3),
+    }
 
 
 def scheduler_pids(scheduler: Any) -> list[int]:
@@ -219,4 +249,9 @@ def _print(out: Console, f: dict[str, Any]) -> None:
     out.print(
         f"peak memory: producer {f['producer_peak_rss_mb']:.0f} MB, "
         f"parser workers {f['parser_workers_peak_rss_mb']:.0f} MB in total"
+    )
+    overhead = f["sandbox_parse_s"] / f["direct_parse_s"] - 1 if f["direct_parse_s"] else 0.0
+    out.print(
+        f"parse sandbox: {f['sandbox_feeds']} feeds in {f['sandbox_parse_s']:.2f} s in a parser "
+        f"worker, {f['direct_parse_s']:.2f} s in process ({overhead:+.0%})"
     )

@@ -2,13 +2,16 @@
 
 The broker and Milvus servers are started once per test session on free 127.0.0.1 ports and
 stopped at the end. Each test gets its own topic, group and collection names through
-:func:`make_settings`, so tests never see each other's data.
+:func:`make_settings`, so tests never see each other's data. Tests under ``tests/unit`` run
+behind :func:`unit_layer_guard`: a subprocess, a network socket or a model load fails them.
 """
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +44,82 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not found at {path} (see ../shared/data/README.md)")
     return path
+
+
+# The unit layer's guard lives here rather than in tests/unit/conftest.py: both files would be
+# imported as the module ``conftest``, and `from conftest import ...` in the other layers would
+# then find the wrong one.
+UNIT_DIR = ROOT / "tests" / "unit"
+
+#: Unit-layer modules that still export or load a model; each leaves this set when it moves to
+#: ``tests/integration``. Nothing else in ``tests/unit`` may.
+IMPURE_UNIT_MODULES = frozenset({"test_embedding_backends.py"})
+
+
+#: Fixtures that start servers or load the model: never in the unit layer.
+SERVER_FIXTURES = frozenset(
+    {
+        "local_broker",
+        "kafka_bootstrap",
+        "local_milvus",
+        "milvus_uri",
+        "make_settings",
+        "embedder",
+        "redis_server",
+    }
+)
+
+
+class UnitLayerViolation(AssertionError):
+    """A unit test reached outside the process: a child process, a network socket, a model."""
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise UnitLayerViolation(
+            f"tests/unit is pure and fast, but this test {what}: "
+            "move it (or the part that does this) to tests/integration"
+        )
+
+    return refuse
+
+
+def _network_only(what: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original`` for AF_UNIX sockets (socketpairs of event loops), refused otherwise."""
+
+    def guarded(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        if sock.family == socket.AF_UNIX:
+            return original(sock, *args, **kwargs)
+        return _refuse(what)()
+
+    return guarded
+
+
+def install_unit_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make child processes, network sockets and model loading raise :class:`UnitLayerViolation`."""
+    started = "started a subprocess"
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse(started))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse(started))
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system"):
+        monkeypatch.setattr(os, name, _refuse(started))
+    for name in ("connect", "connect_ex", "bind", "sendto"):
+        original = getattr(socket.socket, name)
+        monkeypatch.setattr(socket.socket, name, _network_only("opened a network socket", original))
+    from core import embedding
+
+    monkeypatch.setattr(embedding.Embedder, "__init__", _refuse("loaded an embedding model"))
+
+
+@pytest.fixture(autouse=True)
+def unit_layer_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In ``tests/unit``: no subprocess, no network socket, no model (see :func:`install_unit_guard`)."""
+    path = Path(request.node.path)
+    if not path.is_relative_to(UNIT_DIR) or path.name in IMPURE_UNIT_MODULES:
+        return
+    servers = sorted(SERVER_FIXTURES & set(request.fixturenames))
+    if servers:  # session fixtures start before any function-scoped guard could refuse them
+        raise UnitLayerViolation(f"tests/unit is pure, but this test uses {servers}")
+    install_unit_guard(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ never turns data into HTML; plus /dashboard/data answering while Kafka and Milvu
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -166,9 +165,7 @@ def test_data_answers_with_sections_unavailable_when_nothing_runs(tmp_path: Path
     app = FastAPI()
     attach_dashboard(app, settings)
     client = TestClient(app)
-    started = time.monotonic()
     body = client.get("/dashboard/data").json()
-    assert time.monotonic() - started < 5
     for name in ("workers", "lag", "feeds", "trends", "milvus"):
         assert body["sections"][name]["ok"] is False, name
         assert body["sections"][name]["error"], name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,7 @@ def test_billion_laughs_is_not_expanded() -> None:
         "<item><title>&lol9;</title><link>https://e.com/1</link></item>",
         f"<!DOCTYPE rss [{entities}]>",
     )
-    started = time.monotonic()
-    articles = _parse(body)
-    assert time.monotonic() - started < 5
+    articles = _parse(body)  # expanded, the title would be 10**9 "lol"s: no bound is needed
     assert all(len(str(a["title"])) < 1000 for a in articles)
 
 
@@ -48,9 +45,7 @@ def test_quadratic_entity_blowup_is_not_expanded() -> None:
         + "</description></item>",
         f'<!DOCTYPE rss [<!ENTITY a "{big}">]>',
     )
-    started = time.monotonic()
     articles = _parse(body)
-    assert time.monotonic() - started < 10
     assert all(big not in str(a["summary"]) for a in articles)
 
 

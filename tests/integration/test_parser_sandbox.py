@@ -1,10 +1,13 @@
-"""The parse sandbox: a parse that burns CPU, memory or wall-clock time costs only its worker."""
+"""The parse sandbox: a parse that burns CPU, memory or wall-clock time costs only its worker.
+
+Worker processes, so integration. What the sandbox costs next to parsing in process is a figure
+of `newsstream bench producer`.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +50,8 @@ FEED = (
 )
 KW = {"feed_url": "https://e.com/feed", "feed_id": "f"}
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def pool() -> Iterator[ParserPool]:
@@ -67,10 +72,8 @@ def test_parses_in_a_worker(pool: ParserPool) -> None:
 
 
 def test_cpu_bound_kills_the_parse_and_the_pool_recovers(pool: ParserPool) -> None:
-    started = time.monotonic()
     error = _error(pool, b"cpu")
-    assert error.kind == "parse_error" and "CPU" in str(error)
-    assert time.monotonic() - started < 20.0
+    assert error.kind == "parse_error" and "CPU" in str(error)  # the CPU limit, not the clock
     assert pool.replaced == 1
     assert pool.parse(FEED, **KW).articles
 
@@ -84,11 +87,9 @@ def test_memory_bound_fails_the_parse_only(pool: ParserPool) -> None:
 def test_wall_clock_bound_kills_a_stuck_parse() -> None:
     pool = ParserPool(1, cpu_s=1.0, timeout_s=2.0, target=dispatch)
     try:
-        pool.parse(FEED, **KW)  # the worker is up: the bound below measures the parse only
-        started = time.monotonic()
-        error = _error(pool, b"hang")
+        pool.parse(FEED, **KW)
+        error = _error(pool, b"hang")  # an hour of sleep: only the 2 s bound can end it
         assert error.kind == "timeout"
-        assert 1.5 < time.monotonic() - started < 6
         assert pool.replaced == 1
         assert pool.parse(FEED, **KW).articles
     finally:
@@ -103,22 +104,3 @@ def test_a_parser_exception_is_a_named_error(pool: ParserPool) -> None:
 
 def test_feed_errors_keep_their_kind(pool: ParserPool) -> None:
     assert _error(pool, b"<html><body>no feed</body></html>").kind == "not_a_feed"
-
-
-def test_sandbox_cost_is_small(news_feeds_dir: Path) -> None:
-    """IPC and process overhead stay a small share of the parse time of real feeds."""
-    bodies = [p.read_bytes() for p in sorted(news_feeds_dir.glob("*.xml"))]
-    sandboxed = ParserPool(1)
-    try:
-        sandboxed.parse(bodies[0], **KW)  # warm up the worker
-        started = time.perf_counter()
-        for body in bodies:
-            sandboxed.parse(body, **KW)
-        pool_s = time.perf_counter() - started
-    finally:
-        sandboxed.close()
-    started = time.perf_counter()
-    for body in bodies:
-        parse_feed(body, **KW)  # type: ignore[arg-type]
-    direct_s = time.perf_counter() - started
-    assert pool_s < direct_s * 1.6 + 0.2, (pool_s, direct_s)
