@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymilvus import MilvusClient, MilvusException
@@ -31,6 +30,7 @@ from core.milvus import (
     VECTOR_FIELD,
     decode_sources,
     encode_sources,
+    quiet_mvcc_fallback,
 )
 from core.settings import Settings
 from dedup.index import DedupIndex, IndexParams, Verdict
@@ -91,46 +91,6 @@ def build_index(settings: Settings, client: MilvusClient) -> DedupIndex:
 #: Width of the time slices the window is read back in at start (see :func:`_recent_rows`).
 REBUILD_SLICE_S = 3600
 
-#: What pymilvus logs (to stderr, through its own handler) each time a query iterator starts on
-#: a server that hands out no MVCC timestamp (Milvus Lite, the 2.3 server). It then reads at a
-#: client-side timestamp, which is what the rebuild wants: rows written before the worker
-#: started. With one iterator per hour slice it was 72 warnings at every start.
-MVCC_FALLBACK_WARNING = "failed to get mvccTs from milvus server, use client-side ts instead"
-#: The loggers that emit it (the module of pymilvus' QueryIterator, old and new layouts).
-QUERY_ITERATOR_LOGGERS = ("pymilvus.client.iterator.query_iterator", "pymilvus.orm.iterator")
-
-
-class _DropExactly(logging.Filter):
-    """Drops records whose message is exactly ``message``; lets everything else through."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__()
-        self._message = message
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != self._message
-
-
-@contextmanager
-def _quiet_mvcc_fallback() -> Iterator[None]:
-    """While the body opens a query iterator, drop exactly :data:`MVCC_FALLBACK_WARNING`.
-
-    Why not a query path that does not warn: the rebuild needs rows oldest slice first without
-    sorting the window in memory, which needs many small reads; only the query iterator pages
-    a filter reliably (by primary key at one timestamp), and it always asks for the MVCC
-    timestamp first. A filter on the emitting loggers is the narrowest fix: any other message,
-    and this one outside the iterator's start, still shows.
-    """
-    drop = _DropExactly(MVCC_FALLBACK_WARNING)
-    loggers = [logging.getLogger(name) for name in QUERY_ITERATOR_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(drop)
-
 
 def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
     """``(id, text, ingested_at)`` of the rows ingested since ``since``, streamed oldest slice
@@ -146,7 +106,7 @@ def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
         upper = start + REBUILD_SLICE_S
         last = upper > end
         condition = f"ingested_at >= {start}" + ("" if last else f" and ingested_at < {upper}")
-        with _quiet_mvcc_fallback():  # the iterator asks for the timestamp as it starts
+        with quiet_mvcc_fallback():  # the iterator asks for the timestamp as it starts
             iterator = client.query_iterator(
                 settings.milvus_collection,
                 batch_size=1000,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import TransientError
+from core.milvus import quiet_mvcc_fallback
 from core.settings import Settings
 
 #: Terms kept from a query (the rest are dropped): bounds the cost of one MATCH.
@@ -326,13 +327,14 @@ def fill_from_milvus(index: KeywordIndex, client: Any, collection: str, batch: i
     if index.count() >= int(total):
         return 0
     fields = ["id", "title", "text", "source", "feed_id", "language", "published_at"]
-    iterator = client.query_iterator(
-        collection,
-        batch_size=batch,
-        filter="",
-        output_fields=fields,
-        consistency_level="Strong",
-    )
+    with quiet_mvcc_fallback():  # the iterator asks for the MVCC timestamp as it starts
+        iterator = client.query_iterator(
+            collection,
+            batch_size=batch,
+            filter="",
+            output_fields=fields,
+            consistency_level="Strong",
+        )
     done = 0
     try:
         while rows := iterator.next():

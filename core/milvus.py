@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
@@ -65,6 +66,47 @@ GRPC_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_timeout_ms": 20_000,
     "grpc.keepalive_permit_without_calls": False,
 }
+
+
+#: What pymilvus logs (to stderr, through its own handler) each time a query iterator starts on
+#: a server that hands out no MVCC timestamp (Milvus Lite, the 2.3 server). It then reads at a
+#: client-side timestamp, which is what the rebuild wants: rows written before the worker
+#: started. The dedup rebuild opens one iterator per hour slice: 72 warnings at every start.
+MVCC_FALLBACK_WARNING = "failed to get mvccTs from milvus server, use client-side ts instead"
+#: The loggers that emit it (the module of pymilvus' QueryIterator, old and new layouts).
+QUERY_ITERATOR_LOGGERS = ("pymilvus.client.iterator.query_iterator", "pymilvus.orm.iterator")
+
+
+class _DropExactly(logging.Filter):
+    """Drops records whose message is exactly ``message``; lets everything else through."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self._message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._message
+
+
+@contextmanager
+def quiet_mvcc_fallback() -> Iterator[None]:
+    """While the body opens a query iterator, drop exactly :data:`MVCC_FALLBACK_WARNING`.
+
+    Why not a query path that does not warn: the dedup rebuild and the keyword-index rebuild
+    read many rows in pages; only the query iterator pages a filter reliably (by primary key at
+    one timestamp), and it always asks for the MVCC timestamp first. A filter on the emitting
+    loggers is the narrowest fix: any other message, and this one outside the iterator's start,
+    still shows.
+    """
+    drop = _DropExactly(MVCC_FALLBACK_WARNING)
+    loggers = [logging.getLogger(name) for name in QUERY_ITERATOR_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 def connect(uri: str, token: str = "", timeout: float | None = 60) -> MilvusClient:

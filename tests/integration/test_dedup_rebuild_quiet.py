@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumers.dedup_stage import MVCC_FALLBACK_WARNING, REBUILD_SLICE_S, _recent_rows
+from consumers.dedup_stage import REBUILD_SLICE_S, _recent_rows
 from core.article_writer import ArticleWriter
 from core.kafka import ensure_topics
-from core.milvus import VECTOR_FIELD, connect, encode_sources
+from core.milvus import MVCC_FALLBACK_WARNING, VECTOR_FIELD, connect, encode_sources
 
 from probes import wait_until
 from running import running_worker
