@@ -36,8 +36,16 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+class ProbeTimeout(AssertionError):
+    """A probe reached its deadline before it could answer: no answer is not an empty answer."""
+
+
 def read_topic(settings: Settings, topic: str, timeout_s: float = 30) -> list[Any]:
-    """Every message of ``topic``, read from the beginning to EOF on all partitions."""
+    """Every message of ``topic``, read from the beginning to EOF on all partitions.
+
+    Raises :class:`ProbeTimeout` when a partition did not reach EOF within ``timeout_s`` or the
+    topic does not exist, so "the DLQ is empty" can never be the answer of a read that failed.
+    """
     return _read_to_eof(settings, topic, timeout_s)[1]
 
 
@@ -46,7 +54,7 @@ def topic_ends(settings: Settings, timeout_s: float = 30) -> dict[int, int]:
 
     The local broker (Tansu 0.6) reports a wrong high watermark when a record batch holds
     several records (latest = last batch base offset + 1), so watermarks cannot be trusted
-    in tests; reading the topic can.
+    in tests; reading the topic can. Raises :class:`ProbeTimeout` like :func:`read_topic`.
     """
     return _read_to_eof(settings, settings.kafka_topic, timeout_s)[0]
 
@@ -63,14 +71,22 @@ def _read_to_eof(
         }
     )
     try:
-        topic = consumer.list_topics(topic_name, timeout=10).topics[topic_name]
+        topic = consumer.list_topics(topic_name, timeout=10).topics.get(topic_name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            error = topic.error if topic is not None else "no metadata"
+            raise ProbeTimeout(f"topic {topic_name} cannot be read to its end: {error}")
         partitions = sorted(topic.partitions)
         consumer.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING) for p in partitions])
         ends = {p: 0 for p in partitions}
         messages: list[Any] = []
         at_eof: set[int] = set()
         deadline = time.monotonic() + timeout_s
-        while len(at_eof) < len(partitions) and time.monotonic() < deadline:
+        while len(at_eof) < len(partitions):
+            if time.monotonic() >= deadline:
+                raise ProbeTimeout(
+                    f"{topic_name}: partitions {sorted(set(partitions) - at_eof)} did not reach "
+                    f"their end within {timeout_s:.0f} s ({len(messages)} messages read)"
+                )
             message = consumer.poll(0.5)
             if message is None:
                 continue
@@ -78,7 +94,9 @@ def _read_to_eof(
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     at_eof.add(partition)
-                continue
+                elif message.error().fatal():
+                    raise KafkaException(message.error())
+                continue  # transient client errors: librdkafka retries; the deadline bounds it
             at_eof.discard(partition)
             messages.append(message)
             ends[partition] = max(ends[partition], (message.offset() or 0) + 1)
@@ -97,11 +115,12 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
 
 
 def total_lag(settings: Settings) -> int | None:
-    """Messages of the articles topic the worker group has not committed (exact)."""
+    """Messages of the articles topic the worker group has not committed (exact), or None when
+    the broker did not answer in time (a caller asserting on the lag must check for None)."""
     try:
         ends = topic_ends(settings)
         committed = committed_offsets(settings)
-    except KafkaException:
+    except (KafkaException, ProbeTimeout):
         return None
     return sum(max(0, end - max(committed.get(p, -1), 0)) for p, end in ends.items())
 
