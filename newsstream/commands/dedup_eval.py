@@ -91,7 +91,11 @@ def rejects(
     if not path.exists():
         console.print(f"no rejected items recorded yet ({path} does not exist)")
         return
-    items = RejectSample(path).items(reason=reason, limit=limit)
+    sample = RejectSample(path)
+    try:
+        items = sample.items(reason=reason, limit=limit)
+    finally:
+        sample.close()
     if not items:
         console.print("no rejected items" + (f" with reason {reason}" if reason else ""))
         return
