@@ -33,10 +33,37 @@ from producers.service import build_scheduler, run_producer
 from producers.state import ProducerState
 
 from conftest import LocalServer
+from probes import wait_until
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 ETAG = 'W/"caf\xe9 v1"'
+
+#: `run_producer(once=True)` with the real Kafka producer, which also appends "produced" to
+#: the file argv[1] each time it accepts a message and "reported" at each delivery report, so
+#: the test can see the moment between the two instead of sleeping through it.
+OBSERVED_PRODUCER = """
+import sys
+import confluent_kafka
+import producers.publisher
+from core.settings import load_settings
+from producers.service import run_producer
+
+events = open(sys.argv[1], "a", buffering=1)
+
+class ObservedProducer(confluent_kafka.Producer):
+    def produce(self, *args, on_delivery=None, **kwargs):
+        def report(err, msg):
+            events.write("reported\\n")
+            if on_delivery is not None:
+                on_delivery(err, msg)
+        super().produce(*args, on_delivery=report, **kwargs)
+        events.write("produced\\n")
+
+producers.publisher.Producer = ObservedProducer
+run_producer(load_settings(), once=True)
+"""
 LAST_MODIFIED = "Tue, 17 Feb 2026 10:00:00 GMT"
 
 
@@ -260,20 +287,28 @@ def test_kill_9_before_delivery_reports_loses_nothing(
     }
     assert own_broker.process is not None
     feed_server.release.clear()
+    events = tmp_path / "producer-events.txt"
     producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from core.settings import load_settings\n"
-            "from producers.service import run_producer\nrun_producer(load_settings(), once=True)",
-        ],
-        env=env,
+        [sys.executable, "-c", OBSERVED_PRODUCER, str(events)], env=env, cwd=ROOT
     )
+    expected = feed_server.expected_ids()
+
+    def lines(word: str) -> int:
+        return events.read_text().split().count(word) if events.exists() else 0
+
     try:
         assert feed_server.asked.wait(60), "the producer never fetched the feed"
         os.kill(own_broker.process.pid, signal.SIGSTOP)
         feed_server.release.set()
-        time.sleep(4)  # fetched, parsed and produced; the delivery reports cannot come
+        # The state under test: every entry handed to Kafka, no delivery report yet.
+        wait_until(
+            lambda: lines("produced") >= len(expected) or producer.poll() is not None,
+            60,
+            "the producer to produce every entry",
+            every_s=0.2,
+        )
+        assert lines("produced") == len(expected), events.read_text()
+        assert lines("reported") == 0, "a delivery report came from a stopped broker"
         assert producer.poll() is None, "the producer finished without delivery reports"
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
