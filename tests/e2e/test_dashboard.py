@@ -1,6 +1,8 @@
 """The dashboard in a real browser on the whole stack: `newsstream up --replay DIR`, then headless
-Chromium (Debian's, through Playwright) opens /dashboard, waits for live data in the charts,
-searches from the box and saves a screenshot to ``test-artifacts/dashboard.png``.
+Chromium (Debian's, through Playwright) opens /dashboard, waits for live data in the charts and
+the rows in the index, searches from the box and saves a screenshot to
+``test-artifacts/dashboard.png``; then /docs (Swagger UI) and /redoc render the operations with
+no request leaving the machine.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -57,6 +61,9 @@ def _check_in_browser(api: str, tmp_path: Path) -> None:
     from playwright.sync_api import Page, sync_playwright
 
     errors: list[str] = []
+    foreign: list[Any] = []  # requests the pages made to any host but the API's
+    reached: list[str] = []  # foreign requests that got an answer: they left the machine
+    origin = urlsplit(api).netloc
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -66,6 +73,9 @@ def _check_in_browser(api: str, tmp_path: Path) -> None:
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 1500},
         )
+        context.on("request", lambda r: _note_foreign(r, origin, foreign))
+        context.on("response", lambda r: _note_foreign(r.request, origin, reached))
+        context.on("requestfinished", lambda r: _note_foreign(r, origin, reached))
         try:
             page: Page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -90,6 +100,12 @@ def _check_in_browser(api: str, tmp_path: Path) -> None:
 
             wait_until(sources, 60, "top sources bars", every_s=1)
 
+            # Rows written and not yet flushed count: a fresh index never shows 0 rows.
+            def rows_in_index() -> bool:
+                return _int_text(page.get_by_test_id("index-rows").text_content()) > 0
+
+            wait_until(rows_in_index, 60, "rows in index > 0", every_s=1)
+
             page.get_by_test_id("search-input").fill("election results")
             page.get_by_test_id("search-button").click()
             page.locator('[data-testid="search-result"]').first.wait_for(timeout=60_000)
@@ -108,6 +124,28 @@ def _check_in_browser(api: str, tmp_path: Path) -> None:
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             print(f"indexed {indexed}; {len(titles)} results; screenshot in test-artifacts/")
+            _check_docs(context.new_page(), api)
         finally:
             context.close()
     assert not errors, f"browser errors: {errors}"
+    assert not reached, f"requests left the machine: {reached}"
+    # ReDoc's bundle asks for a logo on its CDN; the docs' CSP refuses it inside the browser.
+    assert all(r.failure == "csp" for r in foreign), [(r.url, r.failure) for r in foreign]
+
+
+def _note_foreign(request: Any, origin: str, into: list[Any]) -> None:
+    parts = urlsplit(request.url)
+    if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != origin:
+        into.append(request)
+
+
+def _check_docs(page: Any, api: str) -> None:
+    """/docs and /redoc render the API's operations from files this server ships."""
+    page.goto(f"{api}/docs", wait_until="domcontentloaded")
+    search_op = page.locator('.opblock-summary-path[data-path="/search"]').first
+    search_op.wait_for(timeout=30_000)
+    assert page.locator(".opblock").count() >= 8, "Swagger UI lists too few operations"
+    page.goto(f"{api}/redoc", wait_until="domcontentloaded")
+    page.get_by_text("Search the news index.").first.wait_for(timeout=30_000)
+    assert page.get_by_text("Ingestion outcomes per worker and in total.").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "redoc.png"))
