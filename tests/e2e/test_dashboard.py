@@ -19,7 +19,9 @@ import pytest
 from probes import wait_until
 from up_process import start_up, wait_for_api
 
-pytestmark = pytest.mark.e2e
+# The whole stack, a replay and a browser: about 3 minutes on 2 busy cores, over the default 300 s
+# limit when the machine is loaded.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
