@@ -2,8 +2,9 @@
 
 Runs on a worker thread (arroyo ``RunTaskInThreads``), never in the polling thread. What goes
 in: a batch of :class:`consumers.prepare.Prepared` items. What comes out: an
-:class:`IndexReport`, returned only once Milvus acknowledged every row of the batch (and the DLQ
-every poison item of it); only then does the batch reach the commit step.
+:class:`consumers.outcomes.IndexReport`, returned only once Milvus acknowledged every row of the
+batch (and the DLQ every poison item of it); only then does the batch reach the commit step,
+which counts it.
 
 Guarantees:
 - ids are deduplicated inside the batch before the upsert (the last version wins), so a
@@ -26,21 +27,20 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import MilvusException
 from redis.exceptions import RedisError
 
-from consumers.outcomes import OutcomeTally
+from consumers.outcomes import IndexReport, OutcomeTally
 from consumers.prepare import DlqFlood, Origin, Prepared, dlq_reason
 from consumers.quality import detect_language
 from core.embedding import Embedder
 from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
 from core.ids import content_hash
-from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, Outcome, Stage
+from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, RejectReason, Stage
 from core.milvus import TEXT_MAX, TITLE_MAX, encode_sources, truncate_utf8
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,6 @@ class StoryStep(Protocol):
     def assign(self, rows: list[dict[str, Any]]) -> None:
         """Set ``story_id`` on rows about to be upserted."""
         ...
-
-
-@dataclass(frozen=True)
-class IndexReport:
-    """What one batch became."""
-
-    consumed: int
-    indexed: int
-    duplicate: int
-    rejected: int
-    dlq: int
 
 
 def retry_transient(
@@ -132,7 +121,7 @@ class Indexer:
     ) -> None:
         self._embedder = embedder
         self._upsert = upsert
-        self._tally = tally
+        self.tally = tally  # the commit step counts each batch's report into it
         self._stop = stop
         self._dlq = dlq
         self._dedup = dedup
@@ -204,7 +193,7 @@ class Indexer:
             STAGE_SECONDS.labels(Stage.UPSERT).observe(time.monotonic() - started)
             failpoint("after_upsert")
             now_ms = time.time() * 1000
-            self._tally.time_to_searchable(
+            self.tally.time_to_searchable(
                 [
                     max(0.0, (now_ms - item.produced_at_ms) / 1000)
                     for item in indexed
@@ -220,18 +209,20 @@ class Indexer:
                 max_backoff_s=self._max_backoff_s,
             )
             STAGE_SECONDS.labels(Stage.RECORD).observe(time.monotonic() - started)
-        # Outcomes are tallied when the batch is done, together with its consumption: a batch
-        # abandoned at shutdown or given up at a rebalance is counted by whoever finishes it,
-        # so each worker's counters add up (consumed == indexed + duplicate + rejected + dlq).
-        self._tally.consumed(len(batch))
+        # Nothing is counted here: the report travels with the batch's offsets and is counted
+        # when they are committed (``consumers.outcomes.CommitAndCount``), so a batch finished
+        # after its partitions were given away is counted once, by the worker that commits it.
+        reasons: dict[RejectReason, int] = {}
         for item in batch:
             if item.reject is not None:
-                self._tally.outcome(Outcome.REJECTED, reason=item.reject)
-        self._tally.outcome(Outcome.INDEXED, len(indexed))
-        self._tally.outcome(Outcome.DUPLICATE, superseded + len(duplicates))
-        self._tally.outcome(Outcome.DLQ, len(poison))
+                reasons[item.reject] = reasons.get(item.reject, 0) + 1
         return IndexReport(
-            len(batch), len(indexed), superseded + len(duplicates), rejected, len(poison)
+            consumed=len(batch),
+            indexed=len(indexed),
+            duplicate=superseded + len(duplicates),
+            rejected=rejected,
+            dlq=len(poison),
+            rejected_by_reason=reasons,
         )
 
     def _upsert_checked(self, rows: list[dict[str, Any]]) -> None:

@@ -1,13 +1,21 @@
 """The worker's outcome tally: every consumed message ends in exactly one outcome.
 
-Consumption is counted with the outcomes, when a batch is done (see ``consumers.indexer``), so
-a message that a worker gave up (rebalance, shutdown) is counted by the worker that finishes it.
+What "consumed" means: a message is counted, with its outcome, when the worker commits its
+offset (:class:`CommitAndCount`, the last step of the chain). Delivery is at-least-once: after
+a rebalance or a restart, messages whose offsets were not committed are delivered again, and
+a batch may even be finished by a worker that just lost its partitions (arroyo's join timeout
+at a revocation, or a shutdown). Such a batch is not counted where its commit never happened,
+only where it did, so a re-delivered message counts once. With the group at lag 0, the sum of
+``consumed`` over the workers equals the messages in the topic, and per worker and in total:
+``consumed == indexed + duplicate + rejected + dlq`` (the conservation check).
 
-:class:`OutcomeTally` counts messages consumed and outcomes (indexed, duplicate,
-rejected by reason, dlq) both in Prometheus and in a local snapshot that the worker publishes
-as its status, so ``GET /stats`` and ``newsstream stats`` can show them per worker and in total.
-The conservation check: ``consumed == indexed + duplicate + rejected + dlq`` once the worker
-has no batch in flight.
+Left out of that guarantee: a commit that failed (broker lost, partitions lost to a session
+timeout; the offsets are re-delivered and counted again by whoever commits them), and the
+counts of a worker killed with SIGKILL since it last published its status.
+
+:class:`OutcomeTally` holds the counters both in Prometheus and in a local snapshot that the
+worker publishes as its status, so ``GET /stats`` and ``newsstream stats`` can show them per
+worker and in total.
 """
 
 from __future__ import annotations
@@ -15,9 +23,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from arroyo.processing.strategies import ProcessingStrategy
+from arroyo.types import Commit, FilteredPayload, Message
+
 from core.metrics import MESSAGES_CONSUMED, OUTCOMES, TIME_TO_SEARCHABLE, Outcome, RejectReason
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one batch became: its message count and how many ended in each outcome."""
+
+    consumed: int
+    indexed: int
+    duplicate: int
+    rejected: int
+    dlq: int
+    rejected_by_reason: Mapping[RejectReason, int] = field(default_factory=dict)
 
 
 class OutcomeTally:
@@ -47,6 +72,15 @@ class OutcomeTally:
             self._outcomes[outcome.value] += n
             if outcome is Outcome.REJECTED:
                 self._rejected[reason.value] = self._rejected.get(reason.value, 0) + n
+
+    def count(self, report: IndexReport) -> None:
+        """Count a committed batch: its messages as consumed, each with its outcome."""
+        self.consumed(report.consumed)
+        for reason, n in report.rejected_by_reason.items():
+            self.outcome(Outcome.REJECTED, n, reason)
+        self.outcome(Outcome.INDEXED, report.indexed)
+        self.outcome(Outcome.DUPLICATE, report.duplicate)
+        self.outcome(Outcome.DLQ, report.dlq)
 
     def time_to_searchable(self, seconds: list[float]) -> None:
         """Record time-to-searchable samples (produce to acknowledged upsert), seconds."""
@@ -85,3 +119,34 @@ class OutcomeTally:
             f"tts_p{int(q * 100)}_s": ordered[min(len(ordered) - 1, int(q * len(ordered)))]
             for q in (0.5, 0.95, 0.99)
         }
+
+
+class CommitAndCount(ProcessingStrategy[IndexReport | FilteredPayload]):
+    """The last step of the worker's chain: commit a batch's offsets, then count its report.
+
+    It replaces arroyo's ``CommitOffsets``, whose commits are throttled to one a second: a
+    step that counts on commit has to know the commit happened, so each batch is committed
+    when it arrives (a synchronous commit per batch: a few per second at full speed). A
+    commit that raises leaves the batch uncounted (it will be delivered again).
+    """
+
+    def __init__(self, commit: Commit, tally: OutcomeTally) -> None:
+        self._commit = commit
+        self._tally = tally
+
+    def submit(self, message: Message[IndexReport | FilteredPayload]) -> None:
+        self._commit(message.committable, force=True)
+        if isinstance(message.payload, IndexReport):
+            self._tally.count(message.payload)
+
+    def poll(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def terminate(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self._commit({}, force=True)

@@ -5,7 +5,8 @@
       -> RunTaskInThreads(index)     embed + upsert on one thread; at most N batches pending,
                                      beyond that it raises MessageRejected and arroyo pauses
                                      the partitions (backpressure) while it keeps polling
-      -> CommitOffsets               commits only offsets whose whole batch was acknowledged
+      -> CommitAndCount              commits only offsets whose whole batch was acknowledged,
+                                     then counts the batch's outcomes (consumers.outcomes)
 
 Filtered and rejected messages still carry their offsets forward to the commit.
 """
@@ -17,7 +18,6 @@ from collections.abc import Mapping
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.processing.strategies import (
     BatchStep,
-    CommitOffsets,
     ProcessingStrategy,
     ProcessingStrategyFactory,
     RunTask,
@@ -26,7 +26,8 @@ from arroyo.processing.strategies import (
 from arroyo.processing.strategies.batching import ValuesBatch
 from arroyo.types import Commit, Message, Partition
 
-from consumers.indexer import Indexer, IndexReport
+from consumers.indexer import Indexer
+from consumers.outcomes import CommitAndCount, IndexReport
 from consumers.prepare import Prepared, Preparer
 
 
@@ -58,7 +59,7 @@ class IndexingStrategyFactory(ProcessingStrategyFactory[KafkaPayload]):
             self._index,
             concurrency=1,
             max_pending_futures=self._max_pending,
-            next_step=CommitOffsets(commit),
+            next_step=CommitAndCount(commit, self._indexer.tally),
         )
         # better_backpressure: a rejected message is carried over and re-submitted, instead of
         # running the preparer (and counting the message) again on every retry.
