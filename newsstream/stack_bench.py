@@ -47,7 +47,14 @@ from core.milvus import compact_and_wait, connect
 from core.settings import Settings
 from newsstream.local_stack import local_milvus_process
 from newsstream.local_stores import RssSampler
-from newsstream.proctree import format_mib, memory, parse_proc_stat, stop_process, tree_pids
+from newsstream.proctree import (
+    alive,
+    format_mib,
+    memory,
+    parse_proc_stat,
+    stop_process,
+    tree_pids,
+)
 from newsstream.search_bench import _measure, _perturbed, _rows, _texts
 
 BATCH = 2_000
@@ -236,6 +243,14 @@ def run_stack_bench(
             finally:
                 peak.stop()
             result["peak_rss"] = peak.peak
+            # The README promises that SIGTERM stops the whole tree within 10 s: measured here.
+            children = tree_pids(up.pid) - {up.pid}
+            stopping = time.monotonic()
+            result["stop_exit_code"] = stop_process(up, grace_s=60)
+            while any(alive(pid) for pid in children) and time.monotonic() - stopping < 60:
+                time.sleep(0.05)
+            result["stop_s"] = time.monotonic() - stopping
+            result["stop_left"] = sorted(pid for pid in children if alive(pid))
         result["load_average_end"] = os.getloadavg()
         return result
 

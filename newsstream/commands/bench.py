@@ -113,7 +113,9 @@ def bench_stack(
         f"{result['rebuild_done_s']:.0f} s, API answering after {result['api_ready_s']:.0f} s; "
         f"peak RSS of the tree {result['peak_rss'] / 2**30:.2f} GiB; search p50 hybrid "
         f"{result['search_hybrid']['p50_ms']:.1f} ms, semantic "
-        f"{result['search_semantic']['p50_ms']:.1f} ms"
+        f"{result['search_semantic']['p50_ms']:.1f} ms; SIGTERM to every process gone "
+        f"{result['stop_s']:.1f} s (exit code {result['stop_exit_code']}, "
+        f"{len(result['stop_left'])} left)"
     )
     _write(f"stack-{n}", out, result)
 
