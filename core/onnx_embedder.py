@@ -7,8 +7,15 @@ L2-normalised vectors, one row per input text, in input order.
 
 Guarantees: texts are tokenized with the model's own fast tokenizer (``tokenizer.json``) and
 truncated at the model's ``max_seq_length``, never rejected; within a call they are sorted by
-length before batching (less padding) and put back in input order; ``embed`` is thread-safe
-(one call runs the graph at a time, which is also what a 2-core box can afford).
+length before they are grouped into graph runs of at most ``rows_per_run`` texts (less
+padding) and put back in input order; ``embed`` is thread-safe (one call runs the graph at a
+time, which is also what a 2-core box can afford).
+
+A text's vector depends on the other texts of its run only as much as the graph lets it: the
+padding is masked out of attention and pooling, so a graph whose every operation works row by
+row (fp32, or int8 with activation scales fixed at export) gives the same vector alone or in
+any batch. A graph that picks its activation scales from the whole input tensor (dynamic int8
+quantization) does not: it must be run with ``rows_per_run=1``.
 """
 
 from __future__ import annotations
@@ -86,15 +93,21 @@ def _read_json(path: Path, default: Any) -> Any:
 
 
 class GraphEmbedder:
-    """Tokenize, batch (sorted by length), run a graph, mean-pool and normalise."""
+    """Tokenize, group into runs (sorted by length), run a graph, mean-pool and normalise.
 
-    def __init__(self, spec: ModelSpec, run: GraphRunner, batch_size: int) -> None:
+    ``rows_per_run`` is the most texts one graph run holds (see the module docstring for when
+    it must be 1).
+    """
+
+    def __init__(self, spec: ModelSpec, run: GraphRunner, rows_per_run: int) -> None:
         from tokenizers import Tokenizer
 
+        if rows_per_run < 1:
+            raise ValueError(f"rows_per_run must be at least 1; found {rows_per_run}")
         self.dimension = spec.dimension
         self.max_seq_length = spec.max_seq_length
         self._run = run
-        self._batch_size = batch_size
+        self._rows_per_run = rows_per_run
         tokenizer = Tokenizer.from_file(str(spec.model_dir / "tokenizer.json"))
         pad_id = tokenizer.token_to_id(spec.pad_token)
         tokenizer.enable_truncation(max_length=spec.max_seq_length)
@@ -109,8 +122,8 @@ class GraphEmbedder:
             return out
         order = np.argsort([len(t) for t in texts], kind="stable")
         with self._lock:
-            for start in range(0, len(order), self._batch_size):
-                idx = order[start : start + self._batch_size]
+            for start in range(0, len(order), self._rows_per_run):
+                idx = order[start : start + self._rows_per_run]
                 out[idx] = self._embed_batch([texts[i] for i in idx])
         return out
 

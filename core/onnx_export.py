@@ -7,7 +7,9 @@ artifact directories under ``<data dir>/models/<model-name>-<hash>/``:
 - ``onnx-fp32/model.onnx``: the transformer (token ids -> last hidden state), exported with
   ``torch.onnx.export`` (dynamo) and checked against torch before it is kept;
 - ``onnx-int8/model.onnx``: the same graph with onnxruntime's dynamic quantization (QInt8
-  weights, per channel, MatMul only; per-tensor weights lost too much quality here).
+  weights, per channel, MatMul only; per-tensor weights lost too much quality here). Its
+  activation scales are computed per run over the whole input tensor, so it is run one text
+  at a time (see :func:`quantize_int8`).
 
 Pooling and normalisation run in numpy after the graph (see :mod:`core.onnx_embedder`).
 
@@ -42,8 +44,10 @@ from core.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever the export or quantization recipe changes; part of the cache key.
-RECIPE_VERSION = "1"
+#: Bumped whenever the export or quantization recipe changes; part of the cache key, so an
+#: artifact built by an older recipe is never reused (2: OpenVINO calibrates on
+#: :mod:`core.embedding_calibration`, one unpadded text per sample).
+RECIPE_VERSION = "2"
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 #: Inputs of the exported graph, in this order; ``token_type_ids`` is all zeros for one segment.
@@ -249,7 +253,15 @@ def export_fp32(model_dir: Path, out_dir: Path) -> None:
 
 
 def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
-    """Write ``out_dir/model.onnx``: the fp32 graph with dynamic int8 MatMul weights."""
+    """Write ``out_dir/model.onnx``: the fp32 graph with dynamic int8 MatMul weights.
+
+    Dynamic quantization (``DynamicQuantizeLinear``) picks one activation scale per input
+    tensor at run time: in a batch, each row is scaled by the largest activation of every row,
+    padding included (measured: cosine 0.977 between a headline alone and beside a long
+    article). Callers run it one text per run. Static quantization with ONNX Runtime was
+    measured as the alternative: row-independent, but its fixed per-tensor scales lost too
+    much (mean cosine 0.928 to fp32 on the shared news texts, MinMax calibration).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with quiet():

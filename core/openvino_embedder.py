@@ -4,9 +4,13 @@ What goes in: the verified fp32 ONNX artifact of :mod:`core.onnx_export`. What c
 artifact directory ``openvino-int8/`` (``model.xml`` + ``model.bin``) in the same model cache,
 and a :data:`core.onnx_embedder.GraphRunner` over it.
 
-Static quantization needs activation ranges, so NNCF calibrates on :data:`CALIBRATION_TEXTS`
-(news-like sentences of mixed length, shipped here so that the build needs no data set). The
-artifact is built, sealed and renamed like every cache entry (see :mod:`core.onnx_export`).
+Static quantization needs activation ranges, so NNCF calibrates on
+:func:`core.embedding_calibration.calibration_texts` (a few hundred shipped texts, from
+headlines to passages past the token limit), one unpadded text per sample: padding positions
+are never seen by a real token, so their activations must not widen the ranges. The ranges are
+constants of the saved model, so a text's vector does not depend on the other texts of its
+batch. The artifact is built, sealed and renamed like every cache entry (see
+:mod:`core.onnx_export`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.embedding_calibration import calibration_texts
 from core.onnx_embedder import GraphRunner, ModelSpec
 from core.onnx_export import (
     ONNX_FILE,
@@ -28,45 +33,6 @@ from core.onnx_export import (
 
 XML_FILE = "model.xml"
 
-#: Calibration input for the activation ranges (varied topics, lengths and punctuation).
-CALIBRATION_TEXTS: tuple[str, ...] = (
-    "Central bank holds interest rates steady as inflation cools for a third month.",
-    "Floods displace thousands in the river delta after days of monsoon rain.",
-    "The striker scored twice in the second half to send his club into the final.",
-    "Parliament passed the budget bill late on Tuesday after a marathon debate over "
-    "defence spending, pensions and a contested tax on imported fuel.",
-    "Researchers say a new battery chemistry could halve the cost of grid storage.",
-    "Shares in the chipmaker fell 8% after it warned that demand from data centres is slowing.",
-    "Election officials began counting ballots on Sunday night; turnout was about 61 percent.",
-    "A ceasefire brokered by regional mediators appeared to hold along the border.",
-    "The film festival opened with a documentary about migrant workers in the Gulf.",
-    "Health ministry confirms 12 new cases of measles, urges parents to vaccinate children.",
-    "Tech giant unveils AI assistant for spreadsheets; critics raise privacy concerns.",
-    "Oil prices rose above $90 a barrel after producers agreed to extend output cuts.",
-    "Police arrested two men suspected of smuggling antiquities across the desert.",
-    "The opposition leader called for early elections, saying the coalition had lost its "
-    "mandate after the resignation of three ministers over a procurement scandal.",
-    "Drought has cut the wheat harvest by a quarter, pushing bread prices to a record.",
-    "Scientists detect water vapour in the atmosphere of a distant exoplanet.",
-    "The union said talks with the airline broke down and strikes will go ahead on Friday.",
-    "Wildfires forced the evacuation of several villages as winds gusted over 80 km/h.",
-    "Court rules the surveillance programme unlawful and orders data to be deleted.",
-    "Startup raises $40m to build cheaper satellite internet for rural schools.",
-    "Tennis champion withdraws from the tournament with a wrist injury.",
-    "The government announced a plan to build 500,000 homes over the next decade, with a "
-    "third reserved for social housing and new rules for developers.",
-    "Stock markets in Asia opened lower after weak factory data from China.",
-    "Earthquake of magnitude 6.2 strikes off the coast; no tsunami warning issued.",
-    "Museum returns looted bronze sculptures to their country of origin.",
-    "Ministers meet in Brussels to discuss sanctions, energy security and migration.",
-    "Hospital waiting lists reach their longest since records began, figures show.",
-    "A cyber attack disrupted payments at hundreds of supermarkets over the weekend.",
-    "The president pardoned dozens of protesters detained during last year's unrest.",
-    "Rare snowfall blankets the capital, closing schools and grounding flights.",
-    "Car maker recalls 200,000 vehicles over a faulty brake sensor.",
-    "Peace talks resume in Geneva with both delegations present for the first time.",
-)
-
 
 def build_openvino_int8(fp32_dir: Path, spec: ModelSpec, out_dir: Path) -> None:
     """Quantize ``fp32_dir/model.onnx`` with NNCF and save ``out_dir/model.xml`` and ``.bin``."""
@@ -77,16 +43,15 @@ def build_openvino_int8(fp32_dir: Path, spec: ModelSpec, out_dir: Path) -> None:
 
     tokenizer = Tokenizer.from_file(str(spec.model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=spec.max_seq_length)
-    pad_id = tokenizer.token_to_id(spec.pad_token)
-    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=spec.pad_token)
     samples: list[dict[str, np.ndarray]] = []
-    texts = list(CALIBRATION_TEXTS)
-    for start in range(0, len(texts), 4):
-        encodings = tokenizer.encode_batch(texts[start : start + 4])
-        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+    for text in calibration_texts():
+        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
         samples.append(
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            {
+                "input_ids": ids,
+                "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.zeros_like(ids),
+            }
         )
     with quiet():
         model = ov.Core().read_model(str(fp32_dir / ONNX_FILE))

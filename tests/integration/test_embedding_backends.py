@@ -1,25 +1,26 @@
-"""Embedding backends: the ONNX int8 export, its cache, the backend choice.
+"""Embedding backends with the real model: exports, their cache, batch independence, quality.
 
-One real export per session (``onnx_data_dir``, ~20-40 s on 2 cores); the cache tests work on
-copies of it so that they never re-export the fp32 graph.
+The packaged model is exported once per test session into a pytest tmp dir (ONNX fp32, ONNX
+int8 and OpenVINO int8: about 1-2 minutes on 2 cores, all fixtures share it); the cache tests
+work on copies so that they never re-export the fp32 graph.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from tokenizers import Tokenizer
 
 import core.onnx_export as onnx_export
-from core.embedding import Embedder, choose_backend
+from core.embedding import BACKENDS, Embedder, resolve_model_path
 from core.errors import ConfigurationError
 from core.settings import PACKAGED_MODEL, Settings, load_settings
+
+pytestmark = pytest.mark.integration
 
 NEWS_TEXTS = [
     "Prime minister survives no-confidence vote by a margin of 12 votes",
@@ -61,6 +62,26 @@ NEWS_TEXTS = [
     "World leaders gather for the climate summit amid disputes over funding.",
     "Factory explosion kills nine and injures dozens in the industrial zone.",
 ]
+#: An article of about 200 tokens (checked in the test), far longer than its batch-mates.
+ARTICLE = " ".join(NEWS_TEXTS[10:24])
+OTHER_ARTICLE = " ".join(NEWS_TEXTS[22:36])
+#: The texts whose vectors must not move: a one-word headline, a headline, a paragraph, and
+#: the long article.
+SUBJECTS = ["Oil", NEWS_TEXTS[0], NEWS_TEXTS[29], ARTICLE]
+BATCH_SIZE = 16
+#: Cosine a text's vector keeps between embedded alone and embedded in any batch.
+MIN_BATCH_COSINE = 0.999
+
+
+def _compositions(text: str) -> dict[str, list[str]]:
+    """Batches that hold ``text``: short and long mates, several runs, repeats, positions."""
+    return {
+        "beside a long article": [text, OTHER_ARTICLE],
+        "between headlines": ["Flood", text, NEWS_TEXTS[1], "Oil prices"],
+        "among long articles": [OTHER_ARTICLE, ARTICLE + " Updated.", text, OTHER_ARTICLE[:400]],
+        "in a call of several runs": [*NEWS_TEXTS, OTHER_ARTICLE, text, ARTICLE[::-1]],
+        "twice": [text, text],
+    }
 
 
 def _settings(data_dir: Path, backend: str) -> Settings:
@@ -69,26 +90,38 @@ def _settings(data_dir: Path, backend: str) -> Settings:
         embedding_backend=backend,
         embedding_model=PACKAGED_MODEL,
         embedding_threads=0,
-        embedding_batch_size=16,
+        embedding_batch_size=BATCH_SIZE,
         embedding_max_tokens=None,
     )
 
 
 @pytest.fixture(scope="session")
-def onnx_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def embed_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir of the session's exports (a fresh cache: nothing from an earlier run)."""
     return tmp_path_factory.mktemp("embed-data")
 
 
 @pytest.fixture(scope="session")
-def onnx_embedder(onnx_data_dir: Path) -> Embedder:
-    return Embedder(_settings(onnx_data_dir, "onnx-int8"))
+def embedder_for(embed_data_dir: Path) -> Callable[[str], Embedder]:
+    """One loaded :class:`Embedder` per configured backend name, shared by the session."""
+    loaded: dict[str, Embedder] = {}
+
+    def get(backend: str) -> Embedder:
+        if backend not in loaded:
+            loaded[backend] = Embedder(_settings(embed_data_dir, backend))
+        return loaded[backend]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def fp32_vectors(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    torch_embedder = Embedder(_settings(tmp_path_factory.mktemp("torch"), "torch"))
-    assert torch_embedder.backend == "torch"
-    return torch_embedder.embed(NEWS_TEXTS)
+def onnx_embedder(embedder_for: Callable[[str], Embedder]) -> Embedder:
+    return embedder_for("onnx-int8")
+
+
+@pytest.fixture(scope="session")
+def fp32_vectors(embedder_for: Callable[[str], Embedder]) -> np.ndarray:
+    return embedder_for("torch").embed(NEWS_TEXTS)
 
 
 def _cache_root(data_dir: Path) -> Path:
@@ -101,34 +134,60 @@ def _mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
-def test_onnx_backend_returns_normalised_rows_of_the_model_dimension(
-    onnx_embedder: Embedder,
+def test_the_long_subject_is_an_article_of_about_200_tokens() -> None:
+    tokenizer = Tokenizer.from_file(
+        str(Path(resolve_model_path(PACKAGED_MODEL)) / "tokenizer.json")
+    )
+    tokenizer.no_truncation()  # the model's tokenizer.json pads and cuts at 128 by itself
+    tokenizer.no_padding()
+    assert 180 <= len(tokenizer.encode(ARTICLE).ids) <= 240
+    assert len(tokenizer.encode("Oil").ids) <= 4
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "auto"])
+def test_a_texts_vector_does_not_depend_on_its_batch_mates(
+    backend: str, embedder_for: Callable[[str], Embedder]
 ) -> None:
-    vectors = onnx_embedder.embed(NEWS_TEXTS)
-    assert onnx_embedder.backend == "onnx-int8"
-    assert (onnx_embedder.dimension, onnx_embedder.max_seq_length) == (384, 256)
+    embedder = embedder_for(backend)
+    assert embedder.backend in BACKENDS  # auto resolved to a concrete backend
+    worst: list[tuple[float, str, str]] = []
+    for text in SUBJECTS:
+        alone = embedder.embed([text])[0]
+        for name, batch in _compositions(text).items():
+            vectors = embedder.embed(batch)
+            for row in (i for i, t in enumerate(batch) if t == text):
+                worst.append((float(vectors[row] @ alone), name, text[:30]))
+    assert min(worst)[0] >= MIN_BATCH_COSINE, sorted(worst)[:3]
+
+
+@pytest.mark.parametrize("backend", ["onnx-int8", "openvino-int8"])
+def test_int8_backends_agree_with_fp32(
+    backend: str, embedder_for: Callable[[str], Embedder], fp32_vectors: np.ndarray
+) -> None:
+    cos = np.sum(embedder_for(backend).embed(NEWS_TEXTS) * fp32_vectors, axis=1)
+    assert float(np.mean(cos)) >= 0.99, cos
+    assert float(np.min(cos)) >= 0.97, cos
+
+
+@pytest.mark.parametrize("backend", ["onnx-int8", "openvino-int8"])
+def test_graph_backends_return_normalised_rows_of_the_model_dimension(
+    backend: str, embedder_for: Callable[[str], Embedder]
+) -> None:
+    embedder = embedder_for(backend)
+    vectors = embedder.embed(NEWS_TEXTS)
+    assert embedder.backend == backend
+    assert (embedder.dimension, embedder.max_seq_length) == (384, 256)
     assert vectors.shape == (len(NEWS_TEXTS), 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert onnx_embedder.embed([]).shape == (0, 384)
+    assert embedder.embed([]).shape == (0, 384)
 
 
 def test_onnx_rows_come_back_in_input_order(onnx_embedder: Embedder) -> None:
     # Mixed lengths, so that the length sort inside embed really reorders them.
     texts = [NEWS_TEXTS[29], NEWS_TEXTS[0], "Flood", NEWS_TEXTS[7], NEWS_TEXTS[13], "Oil"]
-    batch = onnx_embedder.embed(texts)
-    singles = np.vstack([onnx_embedder.embed([t]) for t in texts])
-    similarity = batch @ singles.T
+    similarity = onnx_embedder.embed(texts) @ np.vstack([onnx_embedder.embed([t]) for t in texts]).T
     assert list(np.argmax(similarity, axis=1)) == list(range(len(texts)))
-    # Not identical: dynamic int8 quantizes activations with one scale per batch, so a text's
-    # vector depends slightly on its batch-mates (measured here: cosine >= 0.988 alone vs batched).
-    assert np.min(np.diag(similarity)) > 0.98
-
-
-def test_onnx_int8_agrees_with_fp32(onnx_embedder: Embedder, fp32_vectors: np.ndarray) -> None:
-    cos = np.sum(onnx_embedder.embed(NEWS_TEXTS) * fp32_vectors, axis=1)
-    assert float(np.mean(cos)) >= 0.99, cos
-    assert float(np.min(cos)) >= 0.97, cos
 
 
 def test_long_texts_are_truncated_not_rejected(onnx_embedder: Embedder) -> None:
@@ -138,21 +197,23 @@ def test_long_texts_are_truncated_not_rejected(onnx_embedder: Embedder) -> None:
     assert float(vectors[0] @ vectors[1]) > 0.9999
 
 
-def test_max_tokens_cuts_texts_shorter_with_the_same_exported_model(onnx_data_dir: Path) -> None:
+def test_max_tokens_cuts_texts_shorter_with_the_same_exported_model(
+    onnx_embedder: Embedder, embed_data_dir: Path
+) -> None:
     short = Embedder(
-        _settings(onnx_data_dir, "onnx-int8").model_copy(update={"embedding_max_tokens": 16})
+        _settings(embed_data_dir, "onnx-int8").model_copy(update={"embedding_max_tokens": 16})
     )
     assert short.max_seq_length == 16
     head = NEWS_TEXTS[0] + " " + NEWS_TEXTS[1]  # past 16 tokens
     vectors = short.embed([head, head + " " + NEWS_TEXTS[2]])
     assert float(vectors[0] @ vectors[1]) > 0.9999  # words past token 16 are not read
-    assert len(list((onnx_data_dir / "models").iterdir())) == 1  # no second export
+    assert len(list((embed_data_dir / "models").iterdir())) == 1  # no second export
 
 
 def test_second_embedder_reuses_the_cache_without_exporting(
-    onnx_embedder: Embedder, onnx_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    onnx_embedder: Embedder, embed_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = _cache_root(onnx_data_dir)
+    root = _cache_root(embed_data_dir)
     before = _mtimes(root)
     assert {"onnx-fp32/model.onnx", "onnx-int8/model.onnx", "onnx-int8/manifest.json"} <= set(
         before
@@ -163,7 +224,7 @@ def test_second_embedder_reuses_the_cache_without_exporting(
 
     monkeypatch.setattr(onnx_export, "export_fp32", no_export)
     monkeypatch.setattr(onnx_export, "quantize_int8", no_export)
-    second = Embedder(_settings(onnx_data_dir, "onnx-int8"))
+    second = Embedder(_settings(embed_data_dir, "onnx-int8"))
     assert _mtimes(root) == before
     np.testing.assert_allclose(
         second.embed(NEWS_TEXTS[:5]), onnx_embedder.embed(NEWS_TEXTS[:5]), atol=1e-6
@@ -177,11 +238,11 @@ def _copy_data_dir(src: Path, dst: Path) -> Path:
 
 def test_corrupted_int8_model_is_detected_and_rebuilt(
     onnx_embedder: Embedder,
-    onnx_data_dir: Path,
+    embed_data_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = _copy_data_dir(onnx_data_dir, tmp_path)
+    root = _copy_data_dir(embed_data_dir, tmp_path)
     model = root / "onnx-int8" / "model.onnx"
     size = model.stat().st_size
     with model.open("r+b") as handle:  # a torn write: same name, half the bytes
@@ -201,9 +262,9 @@ def test_corrupted_int8_model_is_detected_and_rebuilt(
 
 
 def test_partial_cache_dir_and_leftover_temp_dir_are_replaced(
-    onnx_data_dir: Path, tmp_path: Path
+    onnx_embedder: Embedder, embed_data_dir: Path, tmp_path: Path
 ) -> None:
-    root = _copy_data_dir(onnx_data_dir, tmp_path)
+    root = _copy_data_dir(embed_data_dir, tmp_path)
     (root / "onnx-int8" / "manifest.json").unlink()  # a build that died before sealing
     leftover = root / ".onnx-int8.tmp-deadbeef"
     leftover.mkdir()
@@ -215,69 +276,7 @@ def test_partial_cache_dir_and_leftover_temp_dir_are_replaced(
     assert embedder.embed(NEWS_TEXTS[:2]).shape == (2, 384)
 
 
-def test_concurrent_builders_build_once_and_all_see_the_finished_artifact(
-    tmp_path: Path,
-) -> None:
-    calls: list[int] = []
-
-    def slow_build(directory: Path) -> None:
-        calls.append(1)
-        time.sleep(0.3)
-        (directory / "weights.bin").write_bytes(b"x" * 1000)
-
-    target = tmp_path / "cache" / "artifact"
-    seen: list[bytes] = []
-
-    def worker() -> None:
-        seen.append((onnx_export.ensure_artifact(target, slow_build) / "weights.bin").read_bytes())
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(calls) == 1
-    assert seen == [b"x" * 1000] * 4
-    assert onnx_export.is_complete(target)
-
-
-def test_failed_build_leaves_no_artifact_and_no_temp_dir(tmp_path: Path) -> None:
-    def broken_build(directory: Path) -> None:
-        (directory / "model.onnx").write_bytes(b"partial")
-        raise RuntimeError("exporter crashed")
-
-    target = tmp_path / "cache" / "artifact"
-    with pytest.raises(RuntimeError, match="exporter crashed"):
-        onnx_export.ensure_artifact(target, broken_build)
-    assert not target.exists()
-    assert [p.name for p in target.parent.iterdir()] == [".artifact.lock"]
-
-
-def test_unknown_backend_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="embedding_backend"):
-        load_settings(embedding_backend="tensorrt")
+def test_embedder_refuses_an_unknown_backend_before_loading_anything() -> None:
     unchecked = Settings.model_construct(embedding_backend="tensorrt")
     with pytest.raises(ConfigurationError, match="embedding_backend must be one of"):
         Embedder(unchecked)
-
-
-def test_auto_follows_the_recorded_ranking_for_its_model_only(tmp_path: Path) -> None:
-    record = tmp_path / "choice.json"
-    record.write_text(json.dumps({"model": PACKAGED_MODEL, "ranking": ["onnx-int8", "torch"]}))
-    auto = _settings(tmp_path, "auto")
-    assert choose_backend(auto, record) == "onnx-int8"
-    other_model = auto.model_copy(update={"embedding_model": "/models/some-other-model"})
-    assert choose_backend(other_model, record) == "torch"
-    assert choose_backend(auto, tmp_path / "missing.json") == "torch"
-    assert choose_backend(_settings(tmp_path, "torch"), record) == "torch"
-
-
-def test_the_shipped_choice_only_names_backends_that_passed() -> None:
-    from core.embedding import CHOICE_FILE
-
-    record = json.loads(CHOICE_FILE.read_text())
-    assert record["model"] == PACKAGED_MODEL
-    assert record["default"] == record["ranking"][0]
-    for name in record["ranking"]:
-        if name != "torch":
-            assert record["backends"][name]["quality"]["passes"] is True
