@@ -51,11 +51,6 @@ def require_shared_data(*parts: str) -> Path:
 # then find the wrong one.
 UNIT_DIR = ROOT / "tests" / "unit"
 
-#: Unit-layer modules that still export or load a model; each leaves this set when it moves to
-#: ``tests/integration``. Nothing else in ``tests/unit`` may.
-IMPURE_UNIT_MODULES = frozenset({"test_embedding_backends.py"})
-
-
 #: Fixtures that start servers or load the model: never in the unit layer.
 SERVER_FIXTURES = frozenset(
     {
@@ -114,7 +109,7 @@ def install_unit_guard(monkeypatch: pytest.MonkeyPatch) -> None:
 def unit_layer_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """In ``tests/unit``: no subprocess, no network socket, no model (see :func:`install_unit_guard`)."""
     path = Path(request.node.path)
-    if not path.is_relative_to(UNIT_DIR) or path.name in IMPURE_UNIT_MODULES:
+    if not path.is_relative_to(UNIT_DIR):
         return
     servers = sorted(SERVER_FIXTURES & set(request.fixturenames))
     if servers:  # session fixtures start before any function-scoped guard could refuse them
