@@ -191,6 +191,16 @@ def start_local_milvus(
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a PyPI `milvus` 2.3.5 server for one module's tests that must run on it,
+    whichever store the layer uses (stopped after the module)."""
+    servers = start_local_milvus(tmp_path_factory, "server")
+    server = next(servers)
+    yield f"http://127.0.0.1:{server.port}"
+    servers.close()
+
+
 @pytest.fixture(scope="session")
 def milvus_uri(local_milvus: LocalServer) -> str:
     return f"http://127.0.0.1:{local_milvus.port}"

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from core.errors import NewsstreamError
 from core.settings import Settings
+from producers.feeds import FeedSpec
 from producers.registry import (
     FeedOrigin,
     FeedRegistry,
@@ -49,6 +50,17 @@ def _when(stamp: float | None) -> str:
     if not stamp:
         return "-"
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _polled_feeds(settings: Settings) -> list[FeedSpec]:
+    """Every feed the producer polls: the feeds file's (or the packaged list) and the registry's."""
+    registry = FeedRegistry(state_path(settings.data_dir))
+    try:
+        return [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+    except NewsstreamError as exc:
+        raise _fail(exc) from None
+    finally:
+        registry.close()
 
 
 def register(app: typer.Typer) -> None:
@@ -157,14 +169,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Every polled feed (file and registry) as OPML."""
-        settings = _load()
-        registry = FeedRegistry(state_path(settings.data_dir))
-        try:
-            specs = [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
-        except NewsstreamError as exc:
-            raise _fail(exc) from None
-        finally:
-            registry.close()
+        specs = _polled_feeds(_load())
         document = to_opml(specs)
         if output is None:
             typer.echo(document, nl=False)
@@ -186,13 +191,7 @@ def register(app: typer.Typer) -> None:
         from producers.fetcher import Fetcher
 
         settings = _load()
-        registry = FeedRegistry(state_path(settings.data_dir))
-        try:
-            specs = [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
-        except NewsstreamError as exc:
-            raise _fail(exc) from None
-        finally:
-            registry.close()
+        specs = _polled_feeds(settings)
         fetcher = Fetcher(
             deadline_s=settings.fetch_timeout_s,
             max_bytes=settings.fetch_max_bytes,

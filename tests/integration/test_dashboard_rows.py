@@ -8,7 +8,6 @@ Runs on the session's Milvus (Lite by default) and on the PyPI ``milvus`` 2.3 se
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,18 +18,9 @@ from core.milvus import connect, encode_sources
 from core.settings import Settings
 from search_api.dashboard import Dashboard, index_row_count
 
-from conftest import LocalServer, start_local_milvus
 from probes import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    servers: Iterator[LocalServer] = start_local_milvus(tmp_path_factory, "server")
-    server = next(servers)
-    yield f"http://127.0.0.1:{server.port}"
-    servers.close()
 
 
 def _rows(embedder: Any, n: int, version: int = 0) -> list[dict[str, Any]]:
@@ -91,6 +81,6 @@ def test_rows_in_index_count_unflushed_rows(make_settings: Any, embedder: Any) -
 
 
 def test_rows_in_index_count_unflushed_rows_on_the_milvus_server(
-    make_settings: Any, embedder: Any, server_uri: str
+    make_settings: Any, embedder: Any, milvus_server_uri: str
 ) -> None:
-    _check_unflushed_rows_count(make_settings(milvus_uri=server_uri), embedder)
+    _check_unflushed_rows_count(make_settings(milvus_uri=milvus_server_uri), embedder)

@@ -10,7 +10,6 @@ worker starts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_
 from producers.publisher import Publisher
 from search_api.app import create_app
 
-from conftest import LocalServer, start_local_milvus
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker
 from worker_procs import news_article
@@ -45,18 +43,10 @@ CHESS = (
 )
 
 
-@pytest.fixture(scope="module")
-def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    servers: Iterator[LocalServer] = start_local_milvus(tmp_path_factory, "server")
-    server = next(servers)
-    yield f"http://127.0.0.1:{server.port}"
-    servers.close()
-
-
 def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(
-    make_settings: Any, embedder: Any, server_uri: str
+    make_settings: Any, embedder: Any, milvus_server_uri: str
 ) -> None:
-    settings = make_settings(milvus_uri=server_uri, worker_batch_time_s=1.0)
+    settings = make_settings(milvus_uri=milvus_server_uri, worker_batch_time_s=1.0)
     ensure_topics(settings)
     floods = news_article(
         "https://wire.example/floods", "Floods force thousands from homes", FLOODS, "wire.example"
@@ -82,7 +72,7 @@ def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(
         wait_until(lambda: milvus_count(settings) == 3, 60, "three distinct articles indexed")
     publisher.close()
 
-    client = connect(server_uri)
+    client = connect(milvus_server_uri)
     assert not collection_has_bm25(client, settings.milvus_collection)
     keywords = KeywordIndex(keyword_index_path(settings))
     assert keywords.count() == 3
@@ -120,10 +110,10 @@ def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(
 
 
 def test_a_refused_bm25_schema_leaves_a_usable_collection(
-    make_settings: Any, embedder: Any, server_uri: str
+    make_settings: Any, embedder: Any, milvus_server_uri: str
 ) -> None:
-    settings = make_settings(milvus_uri=server_uri)
-    client = connect(server_uri)
+    settings = make_settings(milvus_uri=milvus_server_uri)
+    client = connect(milvus_server_uri)
     assert ensure_collection(client, settings, embedder.dimension) is False
     # A second call (another process starting) keeps the collection and its rows.
     client.insert(
@@ -152,7 +142,7 @@ def test_a_refused_bm25_schema_leaves_a_usable_collection(
 
 
 def test_the_launcher_writes_short_sessions_and_graceful_times_into_the_server_config(
-    server_uri: str, tmp_path_factory: pytest.TempPathFactory
+    milvus_server_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """What `newsstream.milvus_server` sets is what the running server read (a restart waits
     for the old etcd sessions to lapse: 56 s at Milvus's default lease, 25 s at ours)."""
