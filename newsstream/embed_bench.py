@@ -9,7 +9,9 @@ a JSON-able dict (also written to ``out_path``) and a printed table with, per ba
   the token limit (``embedding_max_tokens``, 192 by default; the model's own limit is 256);
 - ratios of both against torch fp32 measured in the same run: backends take turns within each
   round and the median round counts, so a machine busy with other work slows all of them alike;
-- the quality figures of :mod:`newsstream.embed_quality` (unless ``quality=False``).
+- the quality figures of :mod:`newsstream.embed_quality` (unless ``quality=False``): cosine
+  and MRR@10 against fp32, and ``alone~batch``, the lowest cosine of a text embedded alone vs
+  beside texts of other lengths.
 
 With ``choice_path`` the result also becomes the record that ``embedding_backend=auto`` reads
 (:data:`core.embedding.CHOICE_FILE`): the backends that passed, fastest first.
@@ -34,6 +36,7 @@ from core.embedding import BACKENDS, Embedder
 from core.settings import Settings
 from newsstream.embed_quality import (
     MAX_MRR_DROP,
+    MIN_BATCH_COSINE,
     MIN_MEAN_COSINE,
     SHARED_DATA,
     bbc_known_items,
@@ -141,7 +144,11 @@ def run_embed_bench(
                 "tokens": embedders["torch"].max_seq_length,
             },
         },
-        "thresholds": {"min_mean_cosine": MIN_MEAN_COSINE, "max_mrr10_drop": MAX_MRR_DROP},
+        "thresholds": {
+            "min_mean_cosine": MIN_MEAN_COSINE,
+            "max_mrr10_drop": MAX_MRR_DROP,
+            "min_batch_cosine": MIN_BATCH_COSINE,
+        },
         "backends": results,
     }
     if quality:
@@ -184,7 +191,17 @@ def write_choice(report: dict[str, Any], path: Path) -> None:
 def _print_table(console: Console, report: dict[str, Any]) -> None:
     table = Table(title=f"embed: {report['model']}, {report['threads']} threads")
     tokens = report["texts"]["long"]["tokens"]
-    columns = ("backend", "short/s", "x fp32", f"{tokens}-tok/s", "x fp32", "cos", "MRR@10", "ok")
+    columns = (
+        "backend",
+        "short/s",
+        "x fp32",
+        f"{tokens}-tok/s",
+        "x fp32",
+        "cos",
+        "MRR@10",
+        "alone~batch",
+        "ok",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "backend" else "right")
     for name, row in report["backends"].items():
@@ -197,6 +214,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
             f"{row['ratio_long']:.2f}",
             f"{q['mean_cosine']:.4f}" if q else "-",
             f"{q['mrr10']:.3f}" if q else "-",
+            f"{q['batch_min_cosine']:.4f}" if q else "-",
             ("yes" if q["passes"] else "no") if q else "-",
         )
     console.print(table)

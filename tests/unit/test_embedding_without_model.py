@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from core.embedding_calibration import calibration_texts
 from core.errors import ConfigurationError
 from core.onnx_embedder import GraphEmbedder, ModelSpec, read_model_spec
 from core.settings import PACKAGED_MODEL, Settings, load_settings
+from newsstream.embed_quality import MIN_BATCH_COSINE, QualityResult, batch_min_cosine
 
 
 def _settings(data_dir: Path, backend: str) -> Settings:
@@ -193,4 +194,30 @@ def test_the_shipped_choice_only_names_backends_that_passed() -> None:
     assert record["default"] == record["ranking"][0]
     for name in record["ranking"]:
         if name != "torch":
-            assert record["backends"][name]["quality"]["passes"] is True
+            quality = record["backends"][name]["quality"]
+            assert quality["passes"] is True
+            assert quality["batch_min_cosine"] >= record["thresholds"]["min_batch_cosine"]
+
+
+def _fake_embed(depends_on_batch: bool) -> Callable[[Sequence[str]], np.ndarray]:
+    """Vectors from a text's letters; optionally rounded on a grid set by the longest text."""
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        rows = np.array([[t.count(c) + 1.0 for c in "aeiost "] for t in texts])
+        if depends_on_batch:
+            step = max(len(t) for t in texts) / 40.0
+            rows = np.round(rows / step) * step + step
+        normalised: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        return normalised
+
+    return embed
+
+
+def test_the_quality_check_measures_and_requires_batch_independence() -> None:
+    texts = [f"Oil {'prices rise as traders see a tight market ' * n}" for n in range(40)]
+    assert batch_min_cosine(_fake_embed(depends_on_batch=False), texts) > 0.99999
+    assert batch_min_cosine(_fake_embed(depends_on_batch=True), texts) < MIN_BATCH_COSINE
+    good = QualityResult("onnx-int8", 0.995, 0.98, 0.94, 0.94, 1.0, batch_min_cosine=0.9999)
+    assert good.passes
+    assert not replace(good, batch_min_cosine=0.98).passes
+    assert good.as_dict()["batch_min_cosine"] == 0.9999
