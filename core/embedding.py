@@ -15,7 +15,8 @@ Backends (setting ``embedding_backend``):
   at export from shipped calibration texts) and run by OpenVINO in batches
   (:mod:`core.openvino_embedder`).
 - ``auto``: the fastest backend that passed the quality check (mean cosine to fp32 >= 0.99 on
-  the shared news texts, bbc-news MRR@10 within 0.01 of fp32), as measured and recorded in
+  the shared news texts, bbc-news MRR@10 within 0.01 of fp32, cosine >= 0.999 between a text
+  embedded alone and beside texts of other lengths), as measured and recorded in
   ``core/embedding_choice.json`` by ``newsstream bench embed``. The record is for one model:
   any other model gets ``torch``, whose quality is the reference by definition. A recorded
   backend whose package is not installed is skipped for the next one that passed.
