@@ -37,14 +37,29 @@ def bench_embed(
     rounds: Annotated[int, typer.Option(min=1, help="Rounds per backend (median counts).")] = 3,
     quality: Annotated[bool, typer.Option(help="Also measure cosine to fp32 and MRR@10.")] = True,
     data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the measured choice of `auto` here (needs --quality), e.g. "
+            "core/embedding_choice.json to make this machine's measurement the default."
+        ),
+    ] = None,
 ) -> None:
     """Texts/s per embedding backend at short and full-length texts, with ratios to fp32."""
     from newsstream.embed_bench import run_embed_bench
 
+    if record is not None and not quality:
+        raise typer.BadParameter("--record needs the quality check (drop --no-quality)")
     path = out or RESULTS / "embed.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     run_embed_bench(
-        load_settings(), path, rounds=rounds, quality=quality, data_dir=data, console=console
+        load_settings(),
+        path,
+        rounds=rounds,
+        quality=quality,
+        data_dir=data,
+        console=console,
+        choice_path=record,
     )
 
 
