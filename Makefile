@@ -73,7 +73,7 @@ check: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
 test: $(DEV_STAMP) debs check
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 # The integration and fault layers against the PyPI `milvus` 2.3 server (the default of `up`)
 # instead of Milvus Lite; `make test` runs them on Lite and the e2e layer on the server.

@@ -211,7 +211,7 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
         require_module("openvino", "openvino", backend)
     model_dir = _local_model_dir(path)
     spec = read_model_spec(model_dir)
-    cache_root = model_cache_root(settings.data_dir, settings.embedding_model, model_dir)
+    cache_root = model_cache_root(settings.model_cache_dir, settings.embedding_model, model_dir)
     if backend == "onnx-int8":
         runner = onnxruntime_runner(ensure_onnx_int8(cache_root, model_dir), threads)
         # Dynamic int8 quantization takes one activation scale per input tensor: in a run of

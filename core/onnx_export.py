@@ -2,7 +2,8 @@
 
 What goes in: a local sentence-transformers model directory (a BERT-like transformer followed
 by mean pooling and normalisation, such as the packaged all-MiniLM-L6-v2). What comes out:
-artifact directories under ``<data dir>/models/<model-name>-<hash>/``:
+artifact directories under ``<models dir>/<model-name>-<hash>/`` (the setting
+``embedding_cache_dir``, by default ``<data dir>/models``):
 
 - ``onnx-fp32/model.onnx``: the transformer (token ids -> last hidden state), exported with
   ``torch.onnx.export`` (dynamo) and checked against torch before it is kept;
@@ -59,10 +60,10 @@ EXPORT_MIN_COSINE = 0.9999
 Builder = Callable[[Path], None]
 
 
-def model_cache_root(data_dir: Path, model_name: str, model_dir: Path) -> Path:
-    """The cache directory of one model: ``<data_dir>/models/<safe name>-<content hash>``."""
+def model_cache_root(models_dir: Path, model_name: str, model_dir: Path) -> Path:
+    """The cache directory of one model: ``<models_dir>/<safe name>-<content hash>``."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name or model_name).strip("-.")
-    return data_dir / "models" / f"{safe or 'model'}-{model_fingerprint(model_dir)}"
+    return models_dir / f"{safe or 'model'}-{model_fingerprint(model_dir)}"
 
 
 def model_fingerprint(model_dir: Path) -> str:

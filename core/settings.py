@@ -148,7 +148,12 @@ class Settings(BaseSettings):
         "auto",
         description="Embedding runtime: torch fp32, ONNX Runtime int8, OpenVINO int8, or auto "
         "(the fastest backend that passed the quality check, see core/embedding_choice.json). "
-        "int8 models are exported on first use and cached under <data dir>/models.",
+        "int8 models are exported on first use and cached under embedding_cache_dir.",
+    )
+    embedding_cache_dir: Path | None = Field(
+        None,
+        description="Where exported int8 models are cached (one export serves every process "
+        "and data dir that points here; builders take a file lock); unset = <data dir>/models.",
     )
 
     # --- worker ------------------------------------------------------------------------------
@@ -322,6 +327,11 @@ class Settings(BaseSettings):
                 "dedup index between workers, or unset the URL"
             )
         return self
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """The directory of exported models: ``embedding_cache_dir``, else ``<data dir>/models``."""
+        return self.embedding_cache_dir or self.data_dir / "models"
 
     @property
     def api_base_url(self) -> str:

@@ -213,7 +213,7 @@ def unique_name() -> str:
 
 @pytest.fixture
 def make_settings(
-    kafka_bootstrap: str, milvus_uri: str, tmp_path: Path, unique_name: str
+    kafka_bootstrap: str, milvus_uri: str, tmp_path: Path, unique_name: str, model_cache_dir: Path
 ) -> Callable[..., Settings]:
     """Settings on the session's broker and Milvus, with names unique to this test."""
 
@@ -230,6 +230,7 @@ def make_settings(
             "kafka_session_timeout_ms": 6_000,
             "milvus_uri": milvus_uri,
             "milvus_collection": f"{unique_name}_articles",
+            "embedding_cache_dir": model_cache_dir,
             "fetch_allow_networks": ["127.0.0.1/32"],
             "worker_batch_time_s": 0.3,
             # Tests read right after writing: on a Milvus server, Bounded reads lag by the
@@ -243,11 +244,19 @@ def make_settings(
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Any:
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of exported models for the session's workers and `up`s: each of them would
+    otherwise export the int8 model again into its fresh data dir (tests of the export itself
+    use caches of their own)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache_dir: Path) -> Any:
     """The default embedding model, loaded once for the session."""
     from core.embedding import Embedder
 
-    return Embedder(Settings())
+    return Embedder(Settings(embedding_cache_dir=model_cache_dir))
 
 
 @pytest.fixture(scope="session")

@@ -13,17 +13,23 @@ import httpx
 from probes import wait_until
 
 
-def up_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of `up` (and of CLI calls that must find it): a data dir of the test."""
+def up_env(tmp_path: Path, model_cache_dir: Path | None = None) -> dict[str, str]:
+    """The environment of `up` (and of CLI calls that must find it): a data dir of the test,
+    and the session's cache of exported models when given (else `up` exports into its data dir,
+    as on a user's first start)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
     env["NEWSSTREAM_DATA_DIR"] = str(tmp_path / "data")
     env["NEWSSTREAM_API_PORT"] = "0"
+    if model_cache_dir is not None:
+        env["NEWSSTREAM_EMBEDDING_CACHE_DIR"] = str(model_cache_dir)
     return env
 
 
-def start_up(feeds_dir: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def start_up(
+    feeds_dir: Path, tmp_path: Path, model_cache_dir: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start `newsstream up --replay feeds_dir` on a fresh data dir; returns it and its log."""
-    env = up_env(tmp_path)
+    env = up_env(tmp_path, model_cache_dir)
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         up = subprocess.Popen(

@@ -42,11 +42,13 @@ def _int_text(text: str | None) -> int:
     return int(digits) if digits else 0
 
 
-def test_dashboard_shows_live_data_and_searches(news_feeds_dir: Path, tmp_path: Path) -> None:
+def test_dashboard_shows_live_data_and_searches(
+    news_feeds_dir: Path, tmp_path: Path, model_cache_dir: Path
+) -> None:
     pytest.importorskip("playwright.sync_api", reason="PyPI playwright is not installed")
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    up, log_path = start_up(news_feeds_dir, tmp_path)
+    up, log_path = start_up(news_feeds_dir, tmp_path, model_cache_dir)
     try:
         api = wait_for_api(log_path)
         _check_in_browser(api, tmp_path)

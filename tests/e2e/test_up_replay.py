@@ -66,7 +66,9 @@ def _cli_rows(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if re.match(r"^│\s*\d+\s*│", line)]
 
 
-def test_the_readme_walkthrough_works_and_up_stops_cleanly(tmp_path: Path) -> None:
+def test_the_readme_walkthrough_works_and_up_stops_cleanly(
+    tmp_path: Path, model_cache_dir: Path
+) -> None:
     start, use = _walkthrough_blocks()
     assert start == [f"{NEWSSTREAM} up --replay examples/feeds"], start
     up_args = shlex.split(start[0])[1:]
@@ -74,8 +76,8 @@ def test_the_readme_walkthrough_works_and_up_stops_cleanly(tmp_path: Path) -> No
     assert feeds_dir == EXAMPLES
 
     started = time.monotonic()
-    up, log_path = start_up(feeds_dir, tmp_path)
-    env = up_env(tmp_path)
+    up, log_path = start_up(feeds_dir, tmp_path, model_cache_dir)
+    env = up_env(tmp_path, model_cache_dir)
     try:
         api = wait_for_api(log_path)
         assert httpx.get(f"{api}/healthz", timeout=5).json() == {"status": "ok"}

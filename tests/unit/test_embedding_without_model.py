@@ -84,11 +84,11 @@ def test_an_artifact_of_an_older_recipe_is_never_reused(
     (model_dir / "config.json").write_text("{}")
     data_dir = tmp_path / "data"
     monkeypatch.setattr(onnx_export, "RECIPE_VERSION", "old")
-    old_root = onnx_export.model_cache_root(data_dir, PACKAGED_MODEL, model_dir)
+    old_root = onnx_export.model_cache_root(data_dir / "models", PACKAGED_MODEL, model_dir)
     old = onnx_export.ensure_artifact(old_root / "onnx-int8", _writes(b"old recipe"))
     monkeypatch.undo()
     # A new recipe looks somewhere else, and the old directory does not pass for a new one.
-    assert onnx_export.model_cache_root(data_dir, PACKAGED_MODEL, model_dir) != old_root
+    assert onnx_export.model_cache_root(data_dir / "models", PACKAGED_MODEL, model_dir) != old_root
     assert not onnx_export.is_complete(old)
     rebuilt = onnx_export.ensure_artifact(old, _writes(b"new recipe"))
     assert (rebuilt / "model.onnx").read_bytes() == b"new recipe"

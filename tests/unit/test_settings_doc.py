@@ -49,3 +49,9 @@ def test_a_redis_url_without_the_redis_backend_refuses_to_load(
         Settings()
     monkeypatch.setenv("NEWSSTREAM_DEDUP_BACKEND", "redis")
     assert Settings().dedup_backend == "redis"
+
+
+def test_exported_models_live_in_the_data_dir_unless_a_cache_dir_is_set(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).model_cache_dir == tmp_path / "models"
+    shared = tmp_path / "shared-models"
+    assert Settings(data_dir=tmp_path, embedding_cache_dir=shared).model_cache_dir == shared
