@@ -14,6 +14,7 @@ from typing import Any
 
 from core.article import Article
 from core.ids import article_id
+from core.milvus import encode_sources
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,32 @@ def news_article(url: str, title: str, summary: str, source: str) -> Article:
         published_at=1_760_000_000,
         fetched_at=1_760_000_100,
     )
+
+
+def stored_row(
+    url: str, title: str, text: str, vector: Any, model: str, **fields: Any
+) -> dict[str, Any]:
+    """A Milvus row as the worker writes it (its own story, no other outlets), for tests that
+    write through ``ArticleWriter`` directly; ``fields`` override any column."""
+    now = int(time.time())
+    row = {
+        "id": article_id(link=url),
+        "embedding": vector.tolist(),
+        "title": title,
+        "text": text,
+        "url": url,
+        "source": url.split("/")[2],
+        "feed_id": "feed0",
+        "language": "en",
+        "published_at": now,
+        "ingested_at": now,
+        "story_id": article_id(link=url),
+        "model": model,
+        "content_hash": "h0",
+        "also_reported_by": encode_sources([]),
+    }
+    row.update(fields)
+    return row
 
 
 def bbc_articles(bbc_dir: Path, limit: int, offset: int = 0) -> Iterator[Article]:

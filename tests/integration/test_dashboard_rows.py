@@ -7,48 +7,35 @@ Runs on the session's Milvus (Lite by default) and on the PyPI ``milvus`` 2.3 se
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from core.article_writer import ArticleWriter
-from core.ids import article_id
-from core.milvus import connect, encode_sources
+from core.milvus import connect
 from core.settings import Settings
 from search_api.dashboard import Dashboard, index_row_count
 
 from probes import wait_until
+from worker_procs import stored_row
 
 pytestmark = pytest.mark.integration
 
 
 def _rows(embedder: Any, n: int, version: int = 0) -> list[dict[str, Any]]:
-    now = int(time.time())
     texts = [f"Story {i} about the harbour, told for the {version}th time." for i in range(n)]
     vectors = embedder.embed(texts)
-    rows = []
-    for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-        url = f"https://example.org/story-{i}"
-        rows.append(
-            {
-                "id": article_id(link=url),
-                "embedding": vector.tolist(),
-                "title": f"Story {i}",
-                "text": text,
-                "url": url,
-                "source": "example.org",
-                "feed_id": "feed0",
-                "language": "en",
-                "published_at": now,
-                "ingested_at": now,
-                "story_id": article_id(link=url),
-                "model": embedder.model_name,
-                "content_hash": f"h{i}-{version}",
-                "also_reported_by": encode_sources([]),
-            }
+    return [
+        stored_row(
+            f"https://example.org/story-{i}",
+            f"Story {i}",
+            text,
+            vector,
+            embedder.model_name,
+            content_hash=f"h{i}-{version}",
         )
-    return rows
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    ]
 
 
 def _check_unflushed_rows_count(settings: Settings, embedder: Any) -> None:

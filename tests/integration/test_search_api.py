@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from core.article_writer import ArticleWriter
-from core.ids import article_id
-from core.milvus import connect, encode_sources
+from core.milvus import connect
 from core.settings import Settings
 from search_api.app import create_app
+
+from worker_procs import stored_row
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +61,19 @@ def _rows(embedder: Any) -> list[dict[str, Any]]:
     for n, ((source, title, body, lang), vector) in enumerate(zip(ARTICLES, vectors, strict=True)):
         url = f"https://{source.replace(chr(34), '').replace(chr(92), '')}/story-{n}"
         rows.append(
-            {
-                "id": article_id(link=url),
-                "embedding": vector.tolist(),
-                "title": title,
-                "text": f"{title}. {body}",
-                "url": url,
-                "source": source,
-                "feed_id": f"feed{n % 2}",
-                "language": lang,
-                "published_at": now - n * 86400,
-                "ingested_at": now,
-                "story_id": article_id(link=url),
-                "model": embedder.model_name,
-                "content_hash": f"h{n}",
-                "also_reported_by": encode_sources([]),
-            }
+            stored_row(
+                url,
+                title,
+                f"{title}. {body}",
+                vector,
+                embedder.model_name,
+                source=source,
+                feed_id=f"feed{n % 2}",
+                language=lang,
+                published_at=now - n * 86400,
+                ingested_at=now,
+                content_hash=f"h{n}",
+            )
         )
     return rows
 

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,14 +22,14 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from core.article_writer import ArticleWriter
-from core.ids import article_id
-from core.milvus import connect, encode_sources
+from core.milvus import connect
 from core.settings import Settings
 from newsstream.cli import app as cli
 from newsstream.local_stack import free_port
 from search_api.app import create_app
 
 from probes import wait_until
+from worker_procs import stored_row
 
 pytestmark = pytest.mark.integration
 
@@ -81,25 +80,9 @@ def keyed(make_settings: Any, embedder: Any) -> Settings:
     client = connect(settings.milvus_uri or "")
     try:
         writer = ArticleWriter.open(client, settings, embedder.dimension)
-        url = "https://harbour.example/storm"
-        now = int(time.time())
         text = f"{TITLE}. Water rose over the quay overnight and shops along it were flooded."
-        row = {
-            "id": article_id(link=url),
-            "embedding": embedder.embed([text])[0].tolist(),
-            "title": TITLE,
-            "text": text,
-            "url": url,
-            "source": "harbour.example",
-            "feed_id": "feed0",
-            "language": "en",
-            "published_at": now,
-            "ingested_at": now,
-            "story_id": article_id(link=url),
-            "model": embedder.model_name,
-            "content_hash": "h0",
-            "also_reported_by": encode_sources([]),
-        }
+        vector = embedder.embed([text])[0]
+        row = stored_row("https://harbour.example/storm", TITLE, text, vector, embedder.model_name)
         assert writer.upsert([row]) == 1
     finally:
         client.close()
