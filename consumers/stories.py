@@ -1,124 +1,175 @@
-"""Story clusters: articles on the same story from different outlets share a story id.
+"""Story assignment: each new article joins the story of one event, or starts its own.
 
 What goes in: the rows of a batch about to be upserted (with their embeddings). What comes out:
-the same rows with ``story_id`` set to the story of their nearest neighbour when that neighbour
-is at cosine similarity >= ``threshold`` and was ingested within the window; otherwise the
-article starts its own story (its id). Neighbours are looked up in three places: Milvus (one
-batched search per batch), the rows this worker assigned in the last ``recent_s`` seconds (kept
-in memory), and the earlier rows of the same batch.
+the same rows with ``story_id`` set. The decision is :mod:`consumers.story_rule`'s: the article
+is compared with each candidate story's representative (its first article, the "seed", whose
+``story_id`` is its own id), within the event window, on two signals (cosine and shared key
+terms) with thresholds for the text's length. An article already stored keeps its story when it
+is published again (so an admin's split sticks, and a seed never leaves its own story).
 
-The Milvus search reads at the configured consistency (Bounded by default), not Strong: a Strong
-read waits for the server's next time tick (200 ms on the 2.3 server) on every batch, which
-bounded the worker's ingest rate. What a Bounded read may not see yet (rows written within the
-staleness bound, 0.5 s on the embedded server and 5 s by default elsewhere) is, for this
-worker's own rows, in the in-memory list; rows another worker wrote within that bound may be
-missed, as rows another worker is writing at the same moment always could be.
+Candidate stories come from three places: Milvus (one batched search per batch for the nearest
+rows in the event window; their stories' seeds are then read by id, one ``get`` per batch, and
+kept in a bounded cache), the seeds this worker created in the last ``recent_s`` seconds (kept in
+memory, because a Bounded read may not see them yet), and the seeds created earlier in the same
+batch.
 
-Each article adopts its single nearest neighbour's story: never a chain of links, which at the
-evaluated threshold would join unrelated stories (see ``newsstream eval dedup``: cosine 0.5
-gives recall 0.98 / precision 0.97 on full texts and 0.85 / 0.97 on title + 40 words).
+The Milvus reads use the configured consistency (Bounded by default), not Strong: a Strong read
+waits for the server's next time tick (200 ms on the 2.3 server) on every batch, which bounded
+the worker's ingest rate. Seeds another worker wrote within the staleness bound may be missed,
+as rows another worker is writing at the same moment always could be: the article then starts
+its own story.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
-import numpy as np
 from pymilvus import MilvusClient
 
-from core.milvus import VECTOR_FIELD, quote_literal
+from consumers.story_rule import StoryFeatures, StoryRule, best_story
+from core.milvus import VECTOR_FIELD
 
-#: Seconds this worker remembers the stories it assigned (longer than any Bounded staleness).
+#: Seconds this worker remembers the seeds it created (longer than any Bounded staleness).
 RECENT_S = 30.0
-#: At most this many remembered rows (the oldest go first): bounds memory and the per-batch
-#: comparison (32 rows x 20,000 x 384 dimensions is about 250 M multiply-adds) at backfill rates.
-RECENT_MAX = 20_000
+#: At most this many seeds in memory (recent ones and ones read from Milvus, the least recently
+#: used go first): about 2 KB each.
+SEED_CACHE_MAX = 20_000
+#: Nearest stored rows looked at per article; their stories are the candidates.
+CANDIDATES = 16
+_SEED_FIELDS = ["id", "story_id", "title", "text", "published_at", "ingested_at", VECTOR_FIELD]
+
+
+def event_time(row: dict[str, Any]) -> float:
+    """When the row's event happened as far as we know: published, else ingested."""
+    return float(row.get("published_at") or row.get("ingested_at") or 0)
+
+
+def features(row: dict[str, Any]) -> StoryFeatures:
+    """The story-rule features of a stored (or about to be stored) row."""
+    return StoryFeatures.of(
+        str(row["id"]),
+        str(row.get("story_id") or row["id"]),
+        row[VECTOR_FIELD],
+        str(row.get("title") or ""),
+        str(row.get("text") or ""),
+        event_time(row),
+    )
 
 
 class StoryAssigner:
-    """Sets ``story_id`` on rows from their nearest recent neighbour (see the module docstring)."""
+    """Sets ``story_id`` on rows (see the module docstring)."""
 
     def __init__(
         self,
         client: MilvusClient,
         collection: str,
         *,
-        threshold: float,
-        window_s: float,
+        rule: StoryRule | None = None,
         consistency: str = "Bounded",
         recent_s: float = RECENT_S,
+        candidates: int = CANDIDATES,
     ) -> None:
         self._client = client
         self._collection = collection
-        self._threshold = threshold
-        self._window_s = window_s
+        self.rule = rule or StoryRule()
         self._consistency = consistency
         self._recent_s = recent_s
-        # (assigned at, id, story id, vector) of the rows this worker assigned, oldest first.
-        self._recent: deque[tuple[float, str, str, np.ndarray]] = deque(maxlen=RECENT_MAX)
+        self._candidates = candidates
+        # Seeds this worker created, with the monotonic time they were created, oldest first.
+        self._recent: deque[tuple[float, StoryFeatures]] = deque(maxlen=SEED_CACHE_MAX)
+        self._cache: OrderedDict[str, StoryFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
     def assign(self, rows: list[dict[str, Any]]) -> None:
+        """Set ``story_id`` on every row of ``rows`` (rows about to be upserted)."""
         if not rows:
             return
-        ids = [row["id"] for row in rows]
-        vectors = np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32)
-        since = int(time.time() - self._window_s)
+        batch = [features(row) for row in rows]
+        story_ids, stored = self._nearest_stories(batch)
+        seeds = self._seeds(story_ids, stored)
+        with self._lock:
+            recent = self._recent_seeds()
+            created: list[StoryFeatures] = []
+            for row, article in zip(rows, batch, strict=True):
+                kept = stored.get(article.id)
+                if kept:  # published again: the stored story stands
+                    row["story_id"] = kept
+                    continue
+                match = best_story(self.rule, article, [*seeds, *recent, *created])
+                row["story_id"] = match.story_id if match else article.id
+                if match is None:
+                    created.append(article)
+            now = time.monotonic()
+            for seed in created:
+                self._recent.append((now, seed))
+                self._remember(seed)
+
+    def _nearest_stories(self, batch: list[StoryFeatures]) -> tuple[set[str], dict[str, str]]:
+        """The stories of the stored rows nearest to the batch's articles within the event
+        window, and the stored story of batch articles that are already in Milvus."""
+        times = [a.event_time for a in batch]
+        low, high = int(min(times) - self.rule.window_s), int(max(times) + self.rule.window_s)
+        ids = [a.id for a in batch]
         expr = (
-            f"ingested_at >= {since} and id not in ["
-            + ", ".join(quote_literal(i) for i in ids)
-            + "]"
+            f"((published_at > 0 and published_at >= {low} and published_at <= {high}) or "
+            f"(published_at == 0 and ingested_at >= {low} and ingested_at <= {high}))"
         )
         found = self._client.search(
             self._collection,
-            data=vectors.tolist(),
+            data=[a.vector.tolist() for a in batch],
             anns_field=VECTOR_FIELD,
-            limit=1,
+            limit=self._candidates,
             filter=expr,
             output_fields=["story_id"],
-            search_params={"metric_type": "COSINE", "params": {"ef": 32}},
+            search_params={"metric_type": "COSINE", "params": {"ef": max(32, self._candidates)}},
             consistency_level=self._consistency,
         )
-        with self._lock:
-            recent_ids, recent_stories, recent_scores = self._recent_scores(set(ids), vectors)
-            for n, row in enumerate(rows):
-                best_score, best_story = self._threshold, ""
-                for hit in found[n] if n < len(found) else []:
-                    score = float(hit["distance"])
-                    if score >= best_score:
-                        best_score = score
-                        best_story = hit["entity"].get("story_id") or hit["id"]
-                if recent_ids:
-                    k = int(np.argmax(recent_scores[n]))
-                    if float(recent_scores[n][k]) >= best_score:
-                        best_score, best_story = float(recent_scores[n][k]), recent_stories[k]
-                if n:
-                    earlier = vectors[:n] @ vectors[n]
-                    k = int(np.argmax(earlier))
-                    if float(earlier[k]) >= best_score:
-                        best_story = rows[k]["story_id"]
-                if best_story:
-                    row["story_id"] = best_story
-            self._remember(rows, vectors)
+        story_ids: set[str] = set()
+        for hits in found:
+            for hit in hits:
+                story_ids.add(str(hit["entity"].get("story_id") or hit["id"]))
+        existing = self._client.get(
+            self._collection,
+            ids=ids,
+            output_fields=["story_id"],
+            consistency_level=self._consistency,
+        )
+        stored = {str(r["id"]): str(r.get("story_id") or "") for r in existing}
+        return story_ids, {k: v for k, v in stored.items() if v}
 
-    def _recent_scores(
-        self, batch_ids: set[str], vectors: np.ndarray
-    ) -> tuple[list[str], list[str], np.ndarray]:
-        """Ids and stories of the remembered rows outside this batch, and the cosine of each
-        batch row to each of them (rows x remembered)."""
+    def _seeds(self, story_ids: set[str], stored: dict[str, str]) -> list[StoryFeatures]:
+        """The representatives of ``story_ids``: from the cache, the rest read by id."""
+        with self._lock:
+            seeds = [self._cache[s] for s in story_ids if s in self._cache]
+            for seed in seeds:
+                self._cache.move_to_end(seed.id)
+        missing = [s for s in story_ids if s not in {seed.id for seed in seeds}]
+        if missing:
+            rows = self._client.get(
+                self._collection,
+                ids=missing,
+                output_fields=_SEED_FIELDS,
+                consistency_level=self._consistency,
+            )
+            fetched = [features(dict(r)) for r in rows]
+            fetched = [f for f in fetched if f.is_seed]
+            with self._lock:
+                for seed in fetched:
+                    self._remember(seed)
+            seeds.extend(fetched)
+        return seeds
+
+    def _recent_seeds(self) -> list[StoryFeatures]:
         cutoff = time.monotonic() - self._recent_s
         while self._recent and self._recent[0][0] < cutoff:
             self._recent.popleft()
-        kept = [entry for entry in self._recent if entry[1] not in batch_ids]
-        if not kept:
-            return [], [], np.empty((len(vectors), 0), dtype=np.float32)
-        matrix = np.stack([entry[3] for entry in kept])
-        return [e[1] for e in kept], [e[2] for e in kept], vectors @ matrix.T
+        return [seed for _, seed in self._recent]
 
-    def _remember(self, rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
-        now = time.monotonic()
-        for row, vector in zip(rows, vectors, strict=True):
-            self._recent.append((now, row["id"], row.get("story_id") or row["id"], vector))
+    def _remember(self, seed: StoryFeatures) -> None:
+        self._cache[seed.id] = seed
+        self._cache.move_to_end(seed.id)
+        while len(self._cache) > SEED_CACHE_MAX:
+            self._cache.popitem(last=False)

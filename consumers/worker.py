@@ -33,6 +33,7 @@ from consumers.outcomes import OutcomeTally
 from consumers.prepare import DlqFlood, Preparer
 from consumers.rejects import RejectSample, rejects_path
 from consumers.stories import StoryAssigner
+from consumers.story_rule import StoryRule
 from consumers.strategy import IndexingStrategyFactory
 from core.article_writer import ArticleWriter
 from core.embedding import Embedder
@@ -168,8 +169,7 @@ def build_worker(
         stories=StoryAssigner(
             client,
             collection,
-            threshold=settings.story_threshold,
-            window_s=settings.dedup_window_hours * 3600,
+            rule=StoryRule(window_s=settings.story_window_hours * 3600),
             consistency=settings.milvus_search_consistency,
         ),
         max_backoff_s=settings.worker_retry_max_backoff_s,

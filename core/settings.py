@@ -12,6 +12,7 @@ expected and what was found.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     )
     kafka_status_topic: str = Field(
         "news.status", description="Compacted topic of worker and feed status snapshots."
+    )
+    kafka_story_edits_topic: str = Field(
+        "news.story-edits",
+        description="Compacted topic of story edits (one record per article an admin moved).",
     )
     kafka_partitions: int = Field(
         6,
@@ -204,11 +209,12 @@ class Settings(BaseSettings):
     dedup_claim_ttl_s: float = Field(
         900.0, gt=0, description="Lifetime of a claim that guards two workers racing on copies."
     )
-    story_threshold: float = Field(
-        0.5,
+    story_window_hours: float = Field(
+        48.0,
         gt=0,
-        le=1,
-        description="Cosine similarity at which an article joins its nearest recent story.",
+        le=24 * 30,
+        description="Longest time between a story's first article and a later report of the "
+        "same event (published times, else ingest times).",
     )
     quality_min_words: int = Field(5, ge=0, description="Fewer words are rejected (too_short).")
     quality_allowed_languages: list[str] | None = Field(
@@ -315,6 +321,18 @@ class Settings(BaseSettings):
         if value is not None and not value.strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _no_retired_story_threshold(self) -> Settings:
+        # One cosine threshold joined different events of one topic; the story rule is measured
+        # now (``newsstream eval stories``). A value set for the old setting must not go unseen.
+        if os.environ.get("NEWSSTREAM_STORY_THRESHOLD"):
+            raise ValueError(
+                "NEWSSTREAM_STORY_THRESHOLD is no longer read: stories now need two agreeing "
+                "signals with measured thresholds (see the README, Stories); unset it, and set "
+                "NEWSSTREAM_STORY_WINDOW_HOURS to change how long a story takes new reports"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dedup_backend_matches_its_url(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Story assignment: nearest neighbour in Milvus, in this worker's recent rows, or in the batch."""
+"""Story assignment in the worker: seeds from Milvus, from this worker's recent seeds and from the
+batch; stored articles keep their story; reads at the configured consistency."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import numpy as np
 import pytest
 
 from consumers.stories import StoryAssigner
+from consumers.story_rule import StoryRule
 from core.milvus import VECTOR_FIELD
 
+TITLE = "Capriati out of Australian Open"
+OTHER = "Hewitt falls to Dent in Adelaide"
 
-class FakeSearch:
-    """Answers ``search`` from the rows it was given (what Milvus has made visible)."""
+
+class FakeMilvus:
+    """Answers ``search`` and ``get`` from the rows it was given (what Milvus made visible)."""
 
     def __init__(self) -> None:
         self.visible: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def search(self, _collection: str, *, data: list[list[float]], **kwargs: Any) -> list[Any]:
-        self.calls.append(kwargs)
+        self.calls.append(("search", kwargs))
         out = []
         for vector in data:
             scored = [
@@ -30,8 +35,12 @@ class FakeSearch:
                 }
                 for row in self.visible
             ]
-            out.append(sorted(scored, key=lambda h: -h["distance"])[:1])
+            out.append(sorted(scored, key=lambda h: -h["distance"])[: kwargs["limit"]])
         return out
+
+    def get(self, _collection: str, *, ids: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+        self.calls.append(("get", kwargs))
+        return [dict(row) for row in self.visible if row["id"] in ids]
 
 
 def unit(*values: float) -> list[float]:
@@ -39,66 +48,101 @@ def unit(*values: float) -> list[float]:
     return [float(x) for x in vector / np.linalg.norm(vector)]
 
 
-def row(ident: str, vector: list[float]) -> dict[str, Any]:
-    return {"id": ident, "story_id": ident, VECTOR_FIELD: vector}
+def row(ident: str, vector: list[float], title: str = TITLE, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "story_id": ident,
+        VECTOR_FIELD: vector,
+        "title": title,
+        "text": f"{title}. Reported on the day.",
+        "published_at": 1_700_000_000,
+        "ingested_at": 1_700_000_100,
+        **fields,
+    }
 
 
 @pytest.fixture
-def milvus() -> FakeSearch:
-    return FakeSearch()
+def milvus() -> FakeMilvus:
+    return FakeMilvus()
 
 
-def assigner(milvus: FakeSearch, **kwargs: Any) -> StoryAssigner:
-    return StoryAssigner(
-        milvus,
-        "articles",
-        threshold=0.8,
-        window_s=3600,
-        **kwargs,
-    )
+def assigner(milvus: FakeMilvus, **kwargs: Any) -> StoryAssigner:
+    return StoryAssigner(milvus, "articles", rule=StoryRule(window_s=48 * 3600), **kwargs)  # type: ignore[arg-type]
 
 
-def test_search_reads_at_the_configured_consistency(milvus: FakeSearch) -> None:
+def test_reads_at_the_configured_consistency(milvus: FakeMilvus) -> None:
     assigner(milvus, consistency="Bounded").assign([row("a", unit(1, 0, 0))])
-    assert milvus.calls[0]["consistency_level"] == "Bounded"
+    assert {kind for kind, _ in milvus.calls} == {"search", "get"}
+    assert all(call["consistency_level"] == "Bounded" for _, call in milvus.calls)
 
 
-def test_a_stored_neighbour_gives_its_story(milvus: FakeSearch) -> None:
-    milvus.visible = [{**row("old", unit(1, 0.1, 0)), "story_id": "story-1"}]
-    rows = [row("new", unit(1, 0, 0)), row("other", unit(0, 0, 1))]
+def test_a_stored_seed_gives_its_story(milvus: FakeMilvus) -> None:
+    milvus.visible = [row("seed", unit(1, 0.1, 0))]
+    rows = [row("new", unit(1, 0, 0)), row("other", unit(0, 0, 1), OTHER)]
     assigner(milvus).assign(rows)
-    assert [r["story_id"] for r in rows] == ["story-1", "other"]
+    assert [r["story_id"] for r in rows] == ["seed", "other"]
 
 
-def test_the_previous_batch_is_found_before_milvus_shows_it(milvus: FakeSearch) -> None:
+def test_a_stored_member_leads_to_its_seed_never_to_itself(milvus: FakeMilvus) -> None:
+    # The member is nearest, but the new article is compared with the member's seed, which
+    # is too far: no chain from seed to member to newcomer.
+    milvus.visible = [
+        row("seed", unit(1, 2, 0)),
+        row("member", unit(1, 0.1, 0), story_id="seed"),
+    ]
+    rows = [row("new", unit(1, 0, 0))]
+    assigner(milvus).assign(rows)
+    assert rows[0]["story_id"] == "new"
+
+
+def test_a_seed_outside_the_window_is_no_candidate(milvus: FakeMilvus) -> None:
+    milvus.visible = [row("seed", unit(1, 0, 0), published_at=1_700_000_000 - 3 * 86_400)]
+    rows = [row("new", unit(1, 0, 0))]
     stories = assigner(milvus)
-    first = [row("first", unit(1, 0, 0))]
-    stories.assign(first)  # upserted, but not yet visible to a Bounded read
-    second = [row("retold", unit(1, 0.2, 0)), row("unrelated", unit(0, 1, 0))]
+    stories.assign(rows)
+    assert rows[0]["story_id"] == "new"
+    search = next(call for kind, call in milvus.calls if kind == "search")
+    assert "published_at >=" in search["filter"], "the window is applied in Milvus too"
+
+
+def test_a_seed_of_the_previous_batch_is_found_before_milvus_shows_it(milvus: FakeMilvus) -> None:
+    stories = assigner(milvus)
+    stories.assign([row("first", unit(1, 0, 0))])  # upserted, not yet visible to a Bounded read
+    second = [row("retold", unit(1, 0.05, 0)), row("unrelated", unit(0, 1, 0), OTHER)]
     stories.assign(second)
     assert [r["story_id"] for r in second] == ["first", "unrelated"]
 
 
-def test_recent_rows_are_forgotten_after_recent_s(milvus: FakeSearch) -> None:
+def test_recent_seeds_are_forgotten_after_recent_s(milvus: FakeMilvus) -> None:
     stories = assigner(milvus, recent_s=0.0)
     stories.assign([row("first", unit(1, 0, 0))])
-    later = [row("retold", unit(1, 0.2, 0))]
+    later = [row("retold", unit(1, 0.05, 0))]
     stories.assign(later)
     assert later[0]["story_id"] == "retold"
 
 
-def test_the_nearest_of_milvus_recent_and_batch_wins(milvus: FakeSearch) -> None:
-    stories = assigner(milvus)
-    stories.assign([row("near", unit(1, 0.05, 0))])
-    milvus.visible = [{**row("far", unit(1, 0.6, 0)), "story_id": "story-far"}]
+def test_a_seed_earlier_in_the_batch_is_a_candidate(milvus: FakeMilvus) -> None:
     rows = [row("x", unit(1, 0, 0)), row("y", unit(1, 0.01, 0))]
-    stories.assign(rows)
-    assert [r["story_id"] for r in rows] == ["near", "near"]
+    assigner(milvus).assign(rows)
+    assert [r["story_id"] for r in rows] == ["x", "x"]
 
 
-def test_a_re_published_id_does_not_match_its_own_earlier_version(milvus: FakeSearch) -> None:
+def test_a_stored_article_published_again_keeps_its_story(milvus: FakeMilvus) -> None:
+    # An admin moved "moved" into story "other": publishing it again must not undo that.
+    milvus.visible = [
+        row("seed", unit(1, 0, 0)),
+        row("moved", unit(1, 0, 0), story_id="other"),
+    ]
+    again = [row("moved", unit(1, 0, 0))]
+    assigner(milvus).assign(again)
+    assert again[0]["story_id"] == "other"
+
+
+def test_seeds_read_from_milvus_are_cached(milvus: FakeMilvus) -> None:
+    milvus.visible = [row("seed", unit(1, 0.1, 0))]
     stories = assigner(milvus)
-    stories.assign([row("same", unit(1, 0, 0))])
-    again = [row("same", unit(1, 0, 0))]
-    stories.assign(again)
-    assert again[0]["story_id"] == "same"
+    stories.assign([row("a", unit(1, 0, 0))])
+    seed_reads = [c for k, c in milvus.calls if k == "get" and VECTOR_FIELD in c["output_fields"]]
+    stories.assign([row("b", unit(1, 0.02, 0))])
+    again = [c for k, c in milvus.calls if k == "get" and VECTOR_FIELD in c["output_fields"]]
+    assert len(seed_reads) == 1 and len(again) == 1

@@ -1,0 +1,146 @@
+"""The story rule: one event needs two agreeing signals, a seed, and a time window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from consumers.story_rule import (
+    Bars,
+    StoryFeatures,
+    StoryRule,
+    best_story,
+    lead_sentence,
+    story_terms,
+)
+
+DAY = 86_400.0
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def item(
+    ident: str,
+    vector: np.ndarray,
+    title: str,
+    lead: str = "",
+    *,
+    story: str | None = None,
+    at: float = 0.0,
+    words: int | None = None,
+) -> StoryFeatures:
+    text = f"{title}. {lead}" if lead else title
+    features = StoryFeatures.of(ident, story or ident, vector, title, text, at)
+    if words is not None:
+        features = StoryFeatures(
+            features.id, features.story_id, features.vector, features.terms, words, at
+        )
+    return features
+
+
+def test_terms_are_title_words_and_the_names_and_numbers_of_the_lead() -> None:
+    terms = story_terms(
+        "Braves 6, Padres 5",
+        "Braves 6, Padres 5. In the ninth, Andruw Jones homered twice for Atlanta on 12 June 2005.",
+    )
+    assert {"brave", "padre", "andruw", "jone", "atlanta", "june", "12", "2005"} <= terms
+    assert "homered" not in terms  # a lower-case word of the lead is no key term
+    assert "in" not in terms and "the" not in terms
+    assert "6" not in terms and "5" not in terms  # one digit: a score, shared by many events
+
+
+def test_the_lead_is_the_first_sentence_after_the_title() -> None:
+    assert lead_sentence("Title", "Title. One two. Three four.") == "One two."
+    assert lead_sentence("Other", "No title prefix here. Second.") == "No title prefix here."
+
+
+def test_a_caseless_script_keeps_its_title_words() -> None:
+    assert story_terms("ارتفاع أسعار النفط", "ارتفاع أسعار النفط. نص") == {
+        "ارتفاع",
+        "أسعار",
+        "النفط",
+    }
+
+
+def test_bars_need_shared_terms_as_well_as_a_high_cosine() -> None:
+    bars = Bars(strong=0.9, mid=0.75, mid_terms=2)
+    assert bars.admits(0.95, 1)
+    assert not bars.admits(0.99, 0), "a very high cosine alone is topic, not event"
+    assert bars.admits(0.8, 2)
+    assert not bars.admits(0.8, 1)
+    assert not bars.admits(0.7, 5)
+
+
+def test_short_texts_use_the_short_bars() -> None:
+    rule = StoryRule()
+    assert rule.bars(20, 900) is rule.short
+    assert rule.bars(400, 900) is rule.long
+
+
+def test_two_results_of_one_sport_on_one_day_are_not_one_event() -> None:
+    rule = StoryRule()
+    seed = item("a", unit(1, 0.3, 0), "Braves 6, Padres 5", "Andruw Jones homered for Atlanta.")
+    other = item(
+        "b", unit(1, 0.32, 0), "Athletics 5, Devil Rays 0", "Barry Zito pitched for Oakland."
+    )
+    assert float(np.dot(seed.vector, other.vector)) > 0.99  # as close as embeddings get
+    assert best_story(rule, other, [seed]) is None
+
+
+def test_a_rewrite_of_one_event_joins_its_seed() -> None:
+    rule = StoryRule()
+    seed = item(
+        "a", unit(1, 0.1, 0), "Capriati to miss Australian Open", "Jennifer Capriati withdrew."
+    )
+    retold = item(
+        "b", unit(1, 0.12, 0), "Capriati out of Australian Open", "Jennifer Capriati pulled out."
+    )
+    match = best_story(rule, retold, [seed])
+    assert match is not None and match.story_id == "a"
+    assert match.shared_terms >= 3
+
+
+def test_only_seeds_are_candidates_so_stories_never_chain() -> None:
+    rule = StoryRule()
+    member = item("b", unit(1, 0, 0), "Oil tops $50 in New York", story="a")
+    newcomer = item("c", unit(1, 0, 0), "Oil tops $50 in New York")
+    assert best_story(rule, newcomer, [member]) is None
+
+
+def test_a_seed_outside_the_event_window_is_not_a_candidate() -> None:
+    rule = StoryRule(window_s=2 * DAY)
+    seed = item("a", unit(1, 0, 0), "Oil tops $50 in New York", at=0.0)
+    later = item("b", unit(1, 0, 0), "Oil tops $50 in New York", at=3 * DAY)
+    assert best_story(rule, later, [seed]) is None
+    within = item("c", unit(1, 0, 0), "Oil tops $50 in New York", at=1 * DAY)
+    assert best_story(rule, within, [seed]) is not None
+
+
+def test_the_closest_admitted_seed_wins() -> None:
+    rule = StoryRule()
+    title = "Capriati out of Australian Open"
+    far = item("far", unit(1, 0.3, 0), title)
+    near = item("near", unit(1, 0.05, 0), title)
+    match = best_story(rule, item("x", unit(1, 0, 0), title), [far, near])
+    assert match is not None and match.story_id == "near"
+
+
+def test_an_article_is_never_its_own_candidate() -> None:
+    rule = StoryRule()
+    same = item("a", unit(1, 0, 0), "Capriati out of Australian Open")
+    assert best_story(rule, same, [same]) is None
+
+
+def test_plurals_possessives_and_hyphenated_parts_meet() -> None:
+    gale = story_terms("Storm warning for the coast as gale-force winds near", "")
+    gales = story_terms("Gales expected on the coast's northern end", "")
+    assert {"gale", "coast"} <= gale & gales
+    assert story_terms("Blair's budget", "") == story_terms("Blair budgets", "")
+
+
+def test_a_name_that_opens_the_lead_is_a_key_term() -> None:
+    terms = story_terms("Software maker to cut jobs", "Brightline Systems will cut 400 jobs.")
+    assert {"brightline", "system", "400"} <= terms
+    assert "will" not in terms
