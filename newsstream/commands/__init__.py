@@ -11,7 +11,15 @@ import importlib
 import typer
 
 #: Modules under newsstream.commands that add commands to the CLI.
-MODULES: tuple[str, ...] = ("feeds", "dedup_eval", "search_eval", "bench", "trends", "ops")
+MODULES: tuple[str, ...] = (
+    "feeds",
+    "dedup_eval",
+    "story_eval",
+    "search_eval",
+    "bench",
+    "trends",
+    "ops",
+)
 
 
 def register_all(app: typer.Typer) -> None:
