@@ -1,9 +1,10 @@
-"""``newsstream eval dedup``: how well dedup, story clustering and the quality gate work.
+"""``newsstream eval dedup``: how well dedup and the quality gate work.
 
 What goes in: the shared evaluation data (``eval/bbc-news``: texts, ``manifest.csv`` and the
 silver pairs ``near_duplicate_pairs_computed.csv``; ``eval/msrp/msrp_train.jsonl``; the 15
-feeds in ``feeds/news``), index parameters, and optionally an embedding function. What comes
-out: a JSON-able dict of results and a rich table per part.
+feeds in ``feeds/news``) and index parameters. What comes out: a JSON-able dict of results and
+a rich table per part. Stories are measured by ``newsstream eval stories``
+(:mod:`newsstream.story_eval`, which reuses the loaders here).
 
 Definitions (pairs are unordered pairs of BBC documents):
 
@@ -18,12 +19,8 @@ Definitions (pairs are unordered pairs of BBC documents):
   (estimated Jaccard, no LSH) to show the choice.
 - short: the same on texts cut to the title plus the first 40 words, and again with
   syndication noise ("Update 1: " prefix and " (AFP)" after the title) added to one side.
-- stories: positives are the rewritten versions (silver, not exact, Jaccard 0.2 to 0.95);
-  a pair of documents with embedding cosine >= t is flagged. Precision: flagged pairs that
-  are silver pairs (strict: any other pair is wrong, although the BBC has same-story pairs the
-  silver list misses) and cross-category precision (only merges across categories are wrong).
-- msrp: human paraphrase labels; how many non-paraphrase sentence pairs near-dup detection or
-  story clustering would merge, per threshold.
+- msrp: human paraphrase labels; how many non-paraphrase sentence pairs near-dup detection
+  would merge, per threshold.
 - quality: the gate over every item of the 15 feeds; each rejection with its reason.
 """
 
@@ -32,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,14 +43,10 @@ from rich.table import Table
 from dedup.index import DedupIndex, IndexParams
 from dedup.memory_backend import MemoryBackend
 
-EmbedFn = Callable[[list[str]], npt.NDArray[np.float32]]
-
 NEAR_MIN_JACCARD = 0.8
 LENIENT_JACCARD = 0.5
-STORY_RANGE = (0.2, 0.95)
 CUT_WORDS = 40
 THRESHOLDS_NEAR = (0.5, 0.6, 0.7, 0.8, 0.9)
-THRESHOLDS_STORY = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 @dataclass(frozen=True)
@@ -227,44 +220,7 @@ def near_curve(
     return rows
 
 
-def story_curve(
-    docs: list[BbcDoc], pairs: list[SilverPair], vectors: npt.NDArray[np.float32]
-) -> list[dict[str, Any]]:
-    """Story clustering precision/recall per cosine threshold (see the module docstring)."""
-    ids = [d.doc_id for d in docs]
-    category = [d.category for d in docs]
-    position = {doc_id: i for i, doc_id in enumerate(ids)}
-    silver = {_key(p.a, p.b): p for p in pairs}
-    low, high = STORY_RANGE
-    positives = [
-        (position[p.a], position[p.b]) for p in pairs if not p.exact and low <= p.jaccard <= high
-    ]
-    # Pairs dedup already merged (near-identical) are not story clustering's job.
-    skip = {(position[p.a], position[p.b]) for p in pairs if p.exact or p.jaccard > high}
-    skip |= {(b, a) for a, b in skip}
-    cosine = vectors @ vectors.T
-    rows = []
-    for threshold in THRESHOLDS_STORY:
-        flagged = [
-            (int(a), int(b))
-            for a, b in np.argwhere(np.triu(cosine >= threshold, 1))
-            if (int(a), int(b)) not in skip
-        ]
-        in_silver = sum(_key(ids[a], ids[b]) in silver for a, b in flagged)
-        cross = sum(category[a] != category[b] for a, b in flagged)
-        found = sum(cosine[a, b] >= threshold for a, b in positives)
-        row = {"threshold": threshold, **_prf(in_silver, len(flagged), found, len(positives))}
-        row["precision_cross_category"] = round(1 - cross / len(flagged), 4) if flagged else 1.0
-        row["cross_category_merges"] = cross
-        rows.append(row)
-    return rows
-
-
-def msrp_curve(
-    msrp: list[tuple[str, str, int]],
-    params: IndexParams,
-    vectors: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None,
-) -> dict[str, Any]:
+def msrp_curve(msrp: list[tuple[str, str, int]], params: IndexParams) -> dict[str, Any]:
     """Per threshold, the share of paraphrase and non-paraphrase pairs that would be merged."""
     index = DedupIndex(MemoryBackend(params), params)
     labels = np.array([label for _, _, label in msrp])
@@ -275,9 +231,6 @@ def msrp_curve(
     for threshold in THRESHOLDS_NEAR:
         merged = jac >= threshold
         result["minhash"].append(_merge_rates(threshold, merged, labels))
-    if vectors is not None:
-        cosine = np.sum(vectors[0] * vectors[1], axis=1)
-        result["embedding"] = [_merge_rates(t, cosine >= t, labels) for t in THRESHOLDS_STORY]
     return result
 
 
@@ -332,19 +285,15 @@ def quality_report(feeds_dir: Path, *, now: float | None = None) -> dict[str, An
 
 
 def run_eval(
-    data_dir: Path,
-    params: IndexParams,
-    *,
-    embed: EmbedFn | None,
-    console: Console | None = None,
+    data_dir: Path, params: IndexParams, *, console: Console | None = None
 ) -> dict[str, Any]:
-    """Every part of the evaluation; ``embed=None`` skips story clustering and MSRP cosine."""
+    """Every part of the evaluation (see the module docstring)."""
     console = console or Console()
     started = time.perf_counter()
     docs, pairs = load_bbc(data_dir / "eval" / "bbc-news")
     msrp = load_msrp(data_dir / "eval" / "msrp" / "msrp_train.jsonl")
     results: dict[str, Any] = {"params": {**params.stored(), "threshold": params.lsh.threshold}}
-    steps = 8 if embed is not None else 6
+    steps = 6
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("dedup eval", total=steps)
 
@@ -357,14 +306,7 @@ def run_eval(
         step("short_noisy", evaluate_dedup(docs, pairs, params, cut=True, noisy=True))
         step("near_curve_full", near_curve(docs, pairs, params, cut=False))
         step("near_curve_short", near_curve(docs, pairs, params, cut=True))
-        msrp_vectors = None
-        if embed is not None:
-            full = embed([d.full() for d in docs])
-            short = embed([d.cut() for d in docs])
-            step("story_curve_full", story_curve(docs, pairs, full))
-            step("story_curve_short", story_curve(docs, pairs, short))
-            msrp_vectors = (embed([a for a, _, _ in msrp]), embed([b for _, b, _ in msrp]))
-        step("msrp", msrp_curve(msrp, params, msrp_vectors))
+        step("msrp", msrp_curve(msrp, params))
     results["quality"] = quality_report(data_dir / "feeds" / "news")
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
@@ -411,33 +353,15 @@ def print_eval(results: dict[str, Any], console: Console) -> None:
                     ["threshold", "positives", "flagged", "precision", "recall"],
                 )
             )
-    for name in ("story_curve_full", "story_curve_short"):
-        if name in results:
-            console.print(
-                _table(
-                    f"Story clustering cosine curve ({name})",
-                    results[name],
-                    [
-                        "threshold",
-                        "positives",
-                        "flagged",
-                        "precision",
-                        "precision_cross_category",
-                        "cross_category_merges",
-                        "recall",
-                    ],
-                )
-            )
     msrp = results.get("msrp", {})
-    for kind in ("minhash", "embedding"):
-        if kind in msrp:
-            console.print(
-                _table(
-                    f"MSRP merge rates ({kind})",
-                    msrp[kind],
-                    ["threshold", "paraphrase_merged", "non_paraphrase_merged", "precision"],
-                )
+    if "minhash" in msrp:
+        console.print(
+            _table(
+                "MSRP merge rates (MinHash)",
+                msrp["minhash"],
+                ["threshold", "paraphrase_merged", "non_paraphrase_merged", "precision"],
             )
+        )
     quality = results.get("quality")
     if quality:
         console.print(

@@ -1,14 +1,13 @@
-"""``newsstream eval dedup`` (dedup, story clustering and quality-gate evaluation) and
+"""``newsstream eval dedup`` (dedup and quality-gate evaluation) and
 ``newsstream rejects`` (the sample of items the quality gate rejected).
 
-The evaluation logic lives in :mod:`newsstream.dedup_eval`; this module only parses options,
-loads what is needed (the embedding model for story clustering) and prints.
+The evaluation logic lives in :mod:`newsstream.dedup_eval`; this module only parses options
+and prints.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -36,11 +35,8 @@ def eval_dedup(
     output: Annotated[
         Path | None, typer.Option(help="Write the full results as JSON to this file.")
     ] = None,
-    stories: Annotated[
-        bool, typer.Option(help="Also evaluate story clustering (loads the embedding model).")
-    ] = True,
 ) -> None:
-    """Precision and recall of exact/near dedup and story clustering; quality-gate rejections."""
+    """Precision and recall of exact and near-duplicate detection; quality-gate rejections."""
     from dedup.index import IndexParams
     from newsstream.dedup_eval import print_eval, run_eval
 
@@ -49,15 +45,7 @@ def eval_dedup(
             f"[red]error:[/red] no evaluation data at {data} (expected eval/bbc-news)"
         )
         raise typer.Exit(2)
-    embed = None
-    if stories:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from core.embedding import Embedder
-        from newsstream.cli import _settings
-
-        embedder = Embedder(_settings())
-        embed = embedder.embed
-    results = run_eval(data, IndexParams(), embed=embed, console=console)
+    results = run_eval(data, IndexParams(), console=console)
     print_eval(results, console)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
