@@ -4,6 +4,7 @@ What goes in: the shared evaluation data (``eval/bbc-news`` with its silver pair
 ``eval/msrp/msrp_train.jsonl``, the 15 feeds of ``feeds/news``), an embedding function and a
 :class:`consumers.story_rule.StoryRule` (the worker's defaults unless given). What comes out: a
 JSON-able dict of results (:func:`run_eval`); :mod:`newsstream.commands.story_eval` prints it.
+The stream simulations are :mod:`newsstream.story_stream`'s.
 
 Labels (BBC, silver, not human): the silver pairs and their **groups** (connected components of
 all silver pairs). Two documents are one event when they are a silver pair; they are two events
@@ -47,9 +48,9 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from consumers.stories import CANDIDATES
 from consumers.story_rule import Bars, StoryFeatures, StoryRule, best_story
 from newsstream.dedup_eval import BbcDoc, SilverPair, load_bbc, load_msrp
+from newsstream.story_stream import simulate_old, simulate_stream, story_sizes
 
 EmbedFn = Callable[[list[str]], npt.NDArray[np.float32]]
 TextKind = Literal["short", "cut", "full"]
@@ -61,10 +62,6 @@ REWRITES = (0.2, 0.95)
 COPY_JACCARD = 0.5
 #: Nearest documents per document whose pairs the pair evaluation judges.
 PAIR_NEIGHBOURS = 10
-#: Nearest earlier articles whose stories are candidates (the worker's number).
-STREAM_NEIGHBOURS = CANDIDATES
-#: The old rule: the single nearest earlier article's story at this cosine or more.
-OLD_COSINE = 0.5
 MID_SWEEP = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 STRONG_SWEEP = (0.8, 0.85, 0.9, 0.95)
 SHUFFLE_SEED = 7
@@ -72,14 +69,6 @@ SHUFFLE_SEED = 7
 GOAL_PRECISION = 0.95
 GOAL_RECALL = 0.8
 GOAL_FALSE_LINK = 0.02
-SIZE_BUCKETS: tuple[tuple[str, int, float], ...] = (
-    ("1", 1, 1),
-    ("2", 2, 2),
-    ("3", 3, 3),
-    ("4-5", 4, 5),
-    ("6-10", 6, 10),
-    (">10", 11, math.inf),
-)
 #: The bars each kind of text is mostly judged by (what a curve varies).
 KIND_BARS: dict[TextKind, BarsName] = {"short": "short", "cut": "short", "full": "long"}
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)]*(?=\s)")
@@ -277,75 +266,6 @@ def pair_report(
         "positives_in_candidates": len(positives & keys),
         "defaults": pair_scores(items, labels, positives, copies, candidates, rule),
         "curve": curve,
-    }
-
-
-def _nearest(
-    scores: npt.NDArray[np.floating[Any]], allowed: npt.NDArray[np.bool_], k: int
-) -> list[int]:
-    """Indices of the ``k`` highest ``scores`` where ``allowed``."""
-    index = np.flatnonzero(allowed)
-    if len(index) > k:
-        index = index[np.argpartition(-scores[index], k - 1)[:k]]
-    return [int(i) for i in index]
-
-
-def simulate_stream(
-    items: Sequence[StoryFeatures], rule: StoryRule, *, neighbours: int = STREAM_NEIGHBOURS
-) -> list[str]:
-    """The story of each item, fed in the given order as the worker decides.
-
-    Each item is compared with the seeds of the stories of its ``neighbours`` nearest earlier
-    items within the event window (never with any other member); it joins the seed
-    :func:`best_story` picks, or starts its own story."""
-    vectors = np.stack([item.vector for item in items]) if items else np.zeros((0, 0))
-    times = np.array([item.event_time for item in items])
-    stories: list[str] = []
-    seeds: dict[str, StoryFeatures] = {}
-    for n, item in enumerate(items):
-        earlier = np.abs(times[:n] - item.event_time) <= rule.window_s
-        nearest = _nearest(vectors[:n] @ item.vector, earlier, neighbours)
-        candidates = [seeds[s] for s in dict.fromkeys(stories[j] for j in nearest)]
-        match = best_story(rule, item, candidates)
-        if match is None:
-            seeds[item.id] = item
-            stories.append(item.id)
-        else:
-            stories.append(match.story_id)
-    return stories
-
-
-def simulate_old(
-    ids: Sequence[str], vectors: npt.NDArray[np.float32], threshold: float = OLD_COSINE
-) -> list[str]:
-    """The old rule in the given order: an item adopts the story of its single nearest earlier
-    item (any member) when their cosine is ``threshold`` or more; this chains."""
-    stories: list[str] = []
-    for n in range(len(ids)):
-        if n:
-            scores = vectors[:n] @ vectors[n]
-            best = int(np.argmax(scores))
-            if float(scores[best]) >= threshold:
-                stories.append(stories[best])
-                continue
-        stories.append(ids[n])
-    return stories
-
-
-def story_sizes(stories: Sequence[str]) -> dict[str, Any]:
-    """Story count, the share of items in multi-item stories, the largest sizes and the count
-    of stories per size bucket."""
-    sizes = Counter(stories)
-    multi = sum(size for size in sizes.values() if size > 1)
-    return {
-        "items": len(stories),
-        "stories": len(sizes),
-        "share_in_multi": round(multi / len(stories), 4) if stories else 0.0,
-        "largest": sorted(sizes.values(), reverse=True)[:5],
-        "by_size": {
-            name: sum(low <= size <= high for size in sizes.values())
-            for name, low, high in SIZE_BUCKETS
-        },
     }
 
 

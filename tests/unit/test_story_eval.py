@@ -13,10 +13,8 @@ from newsstream.story_eval import (
     features,
     first_sentence,
     pair_scores,
-    simulate_old,
-    simulate_stream,
-    story_sizes,
 )
+from newsstream.story_stream import simulate_old, simulate_stream, story_sizes
 
 #: One headline for every item: plenty of shared key terms, so the cosine alone decides.
 TITLE = "Airline strike halts flights in Paris and Lyon"
