@@ -8,10 +8,11 @@ embedding space and still different events. So an article joins a story only whe
    with any other member: membership cannot chain from a to b to c and drift into a topic;
 2. the seed's event time (published, else ingested) is within ``window_s`` of the article's:
    an event is news for hours to a few days, not for the whole dedup window;
-3. two signals agree: the dense cosine of the two embeddings, and the **key terms** they share
-   (the title's content words plus the names and numbers of the lead sentence, see
-   :func:`story_terms`). Either the cosine is very high and at least one key term is shared, or
-   the cosine is high and several key terms are shared;
+3. two signals agree: the dense cosine of the two embeddings, and the words they share. They
+   must share a **name or number** (:func:`story_names`: "Japan" and "Monday" are shared by two
+   reports of one quake, not by a quake in Chile on Tuesday), and either the cosine is very high
+   and at least one **key term** (:func:`story_terms`: the title's content words plus the names
+   and numbers of the lead) is shared, or the cosine is high and several key terms are;
 4. the thresholds depend on what the texts are: when the shorter of the two has fewer than
    ``short_words`` words (a headline and a sentence or two, the common feed item) the cosine
    bars are lower (short rewrites of one event drift apart in embedding space) and more shared
@@ -102,6 +103,42 @@ def story_terms(title: str, text: str) -> frozenset[str]:
     return frozenset(terms)
 
 
+def _cased(text: str) -> bool:
+    """Whether ``text`` is written in a script with letter case (Latin, Greek, Cyrillic...)."""
+    return any(c.islower() for c in text)
+
+
+def _title_case(tokens: list[str]) -> bool:
+    """Whether a title capitalises (nearly) every word ("Oil Prices Rise As Opec Cuts Output"):
+    then its capitals say nothing about names."""
+    content = [t for t in tokens if t[:1].isalpha() and _normal(t) not in STOPWORDS]
+    return len(content) >= 3 and sum(t[0].isupper() for t in content) >= 0.8 * len(content)
+
+
+def story_names(title: str, text: str) -> frozenset[str] | None:
+    """The names and numbers of an article: what one event's reports share and one topic's
+    different events do not ("Japan" and "Monday" against "Chile" and "Tuesday").
+
+    What comes out: lower-cased words capitalised inside a sentence of the title (unless the
+    title capitalises every word) or of the lead sentence, and words with two digits or more;
+    stop words never. ``None`` for a script without letter case, where names cannot be told
+    apart (the rule then relies on the key terms alone)."""
+    if not _cased(title + text[:200]):
+        return None
+    names: set[str] = set()
+    title_tokens = _words(title)
+    sentences = [] if _title_case(title_tokens) else [title_tokens]
+    sentences.append(_words(lead_sentence(title, text)))
+    for tokens in sentences:
+        for position, token in enumerate(tokens):
+            word = _normal(token)
+            if word in STOPWORDS or len(word) < 2:
+                continue
+            if _distinctive_number(word) or (position > 0 and token[0].isupper()):
+                names.add(word)
+    return frozenset(names)
+
+
 def word_count(text: str) -> int:
     """Words of ``text`` (what decides whether the short-text thresholds apply)."""
     return len(text.split())
@@ -134,10 +171,21 @@ class StoryRule:
     short_words: int = 150
     #: Longest time between a story's first article and a new one (seconds).
     window_s: float = 48 * 3600.0
+    #: Names or numbers two reports must share (where the script has letter case).
+    min_names: int = 1
 
     def bars(self, words_a: int, words_b: int) -> Bars:
         """The bars for two texts of these lengths."""
         return self.short if min(words_a, words_b) < self.short_words else self.long
+
+    def evidence(self, a: StoryFeatures, b: StoryFeatures) -> tuple[float, int] | None:
+        """``(cosine, shared key terms)`` when ``a`` and ``b`` report one event by their
+        content (names, key terms and cosine; the time window is not looked at), else None."""
+        if a.names is not None and b.names is not None and len(a.names & b.names) < self.min_names:
+            return None
+        cosine = float(np.dot(a.vector, b.vector))
+        shared = len(a.terms & b.terms)
+        return (cosine, shared) if self.bars(a.words, b.words).admits(cosine, shared) else None
 
 
 @dataclass(frozen=True)
@@ -152,6 +200,7 @@ class StoryFeatures:
     terms: frozenset[str]
     words: int
     event_time: float
+    names: frozenset[str] | None = None
 
     @classmethod
     def of(
@@ -171,6 +220,7 @@ class StoryFeatures:
             terms=story_terms(title, text),
             words=word_count(text),
             event_time=float(event_time),
+            names=story_names(title, text),
         )
 
     @property
@@ -200,10 +250,7 @@ def best_story(
             continue
         if abs(seed.event_time - article.event_time) > rule.window_s:
             continue
-        cosine = float(np.dot(article.vector, seed.vector))
-        shared = len(article.terms & seed.terms)
-        if not rule.bars(article.words, seed.words).admits(cosine, shared):
-            continue
-        if best is None or cosine > best.cosine:
-            best = StoryMatch(seed.story_id, cosine, shared)
+        evidence = rule.evidence(article, seed)
+        if evidence is not None and (best is None or evidence[0] > best.cosine):
+            best = StoryMatch(seed.story_id, *evidence)
     return best

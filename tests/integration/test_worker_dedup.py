@@ -97,25 +97,35 @@ def test_same_story_in_other_words_shares_a_story_id_and_collapses(
     retold = news_article(
         "https://herald.example/japan-quake",
         "Japan shaken by powerful offshore quake",
-        "Buildings swayed across southern Japan after a powerful offshore earthquake on Monday; "
-        "authorities briefly warned of a tsunami, and no major damage was reported so far.",
+        "Buildings swayed across southern Japan after a magnitude 7.1 offshore earthquake on "
+        "Monday; authorities briefly warned of a tsunami, and no major damage was reported.",
         "herald.example",
     )
     unrelated = news_article(
         "https://money.example/rates", "Central bank holds rates", OTHER, "money.example"
     )
+    # Same topic, same words, another event: it must start a story of its own.
+    other_quake = news_article(
+        "https://herald.example/chile-quake",
+        "Strong earthquake hits northern Chile",
+        "A magnitude 6.2 earthquake struck off the northern coast of Chile on Tuesday, shaking "
+        "buildings in Antofagasta and prompting a brief tsunami alert, officials said.",
+        "herald.example",
+    )
     publisher = Publisher(settings)
     assert publisher.publish([first, unrelated]) == {first.id, unrelated.id}
     with running_worker(settings, embedder):
         wait_until(lambda: milvus_count(settings) == 2, 120, "the first articles indexed")
-        assert publisher.publish([retold]) == {retold.id}
-        wait_until(lambda: milvus_count(settings) == 3, 120, "the retold story indexed")
+        assert publisher.publish([retold, other_quake]) == {retold.id, other_quake.id}
+        wait_until(lambda: milvus_count(settings) == 4, 120, "the retold story indexed")
         with TestClient(create_app(settings, embedder)) as api:
             stored = {
                 a: api.get(f"/articles/{a}").json() for a in (first.id, retold.id, unrelated.id)
             }
             assert stored[retold.id]["story_id"] == stored[first.id]["story_id"] == first.id
             assert stored[unrelated.id]["story_id"] == unrelated.id
+            other = api.get(f"/articles/{other_quake.id}").json()
+            assert other["story_id"] == other_quake.id, "another quake is another event"
             body = api.get("/search", params={"q": "earthquake in Japan", "k": 5}).json()
             ids = [r["id"] for r in body["results"]]
             assert len({first.id, retold.id} & set(ids)) == 1, "one result per story"

@@ -54,7 +54,7 @@ def row(ident: str, vector: list[float], title: str = TITLE, **fields: Any) -> d
         "story_id": ident,
         VECTOR_FIELD: vector,
         "title": title,
-        "text": f"{title}. Reported on the day.",
+        "text": f"{title}. Reported from Melbourne by Jennifer Smith on Monday.",
         "published_at": 1_700_000_000,
         "ingested_at": 1_700_000_100,
         **fields,

@@ -10,6 +10,7 @@ from consumers.story_rule import (
     StoryRule,
     best_story,
     lead_sentence,
+    story_names,
     story_terms,
 )
 
@@ -120,10 +121,10 @@ def test_a_seed_outside_the_event_window_is_not_a_candidate() -> None:
 
 def test_the_closest_admitted_seed_wins() -> None:
     rule = StoryRule()
-    title = "Capriati out of Australian Open"
-    far = item("far", unit(1, 0.3, 0), title)
-    near = item("near", unit(1, 0.05, 0), title)
-    match = best_story(rule, item("x", unit(1, 0, 0), title), [far, near])
+    title, lead = "Capriati out of Australian Open", "Jennifer Capriati withdrew in Melbourne."
+    far = item("far", unit(1, 0.3, 0), title, lead)
+    near = item("near", unit(1, 0.05, 0), title, lead)
+    match = best_story(rule, item("x", unit(1, 0, 0), title, lead), [far, near])
     assert match is not None and match.story_id == "near"
 
 
@@ -144,3 +145,32 @@ def test_a_name_that_opens_the_lead_is_a_key_term() -> None:
     terms = story_terms("Software maker to cut jobs", "Brightline Systems will cut 400 jobs.")
     assert {"brightline", "system", "400"} <= terms
     assert "will" not in terms
+
+
+def test_one_topic_without_a_shared_name_is_not_one_event() -> None:
+    rule = StoryRule()
+    japan = item(
+        "a", unit(1, 0.1, 0), "Strong earthquake hits southern Japan", "It struck Japan on Monday."
+    )
+    chile = item(
+        "b", unit(1, 0.1, 0), "Strong earthquake hits northern Chile", "It struck Chile on Tuesday."
+    )
+    assert len(japan.terms & chile.terms) >= 3  # "strong", "earthquake", "hit": topic words
+    assert best_story(rule, chile, [japan]) is None
+    retold = item(
+        "c", unit(1, 0.1, 0), "Japan shaken by offshore quake", "Felt in Japan on Monday."
+    )
+    assert best_story(rule, retold, [japan]) is not None
+
+
+def test_names_come_from_inside_sentences_and_not_from_title_case() -> None:
+    assert story_names("Quake hits Japan", "Quake hits Japan. Felt in Osaka on Monday.") == {
+        "japan",
+        "osaka",
+        "monday",
+    }
+    assert (
+        story_names("Oil Prices Rise As Opec Cuts Output", "Oil Prices Rise As Opec Cuts Output")
+        == frozenset()
+    )
+    assert story_names("ارتفاع أسعار النفط", "ارتفاع أسعار النفط") is None
