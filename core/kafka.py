@@ -91,7 +91,8 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create the articles, DLQ, search-events and status topics if missing (idempotent).
+    """Create the articles, DLQ, search-events, status and story-edits topics if missing
+    (idempotent).
 
     Raises :class:`TransientError` when the broker does not answer within ``timeout_s``.
     """
@@ -101,11 +102,13 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
         settings.kafka_dlq_topic: 1,
         settings.kafka_search_events_topic: 1,
         settings.kafka_status_topic: 1,
+        settings.kafka_story_edits_topic: 1,
     }
-    # Status is a compacted latest-per-key log; search events are replayed by the trends app
-    # at every start, so two days of them are enough.
+    # Status and story edits are compacted latest-per-key logs; search events are replayed by
+    # the trends app at every start, so two days of them are enough.
     topic_config = {
         settings.kafka_status_topic: {"cleanup.policy": "compact"},
+        settings.kafka_story_edits_topic: {"cleanup.policy": "compact"},
         settings.kafka_search_events_topic: {"retention.ms": str(2 * 24 * 3600 * 1000)},
     }
     deadline = time.monotonic() + timeout_s

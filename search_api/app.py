@@ -22,6 +22,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from pymilvus import MilvusClient
 
 from core.embedding import Embedder
 from core.errors import InvalidRequest, TransientError
@@ -48,6 +49,7 @@ from search_api.security import (
     require_keys_beyond_loopback,
 )
 from search_api.stats_view import stats_response
+from search_api.stories import StoryStore, attach_stories
 from search_api.trends_view import TREND_WINDOWS, trends_response
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class SearchResult(BaseModel):
     score: float
     story_id: str
     also_reported_by: list[SourceRef] = Field(default_factory=list)
+    story_url: str = Field(description="The story's timeline: /stories/<story id>.")
 
 
 class SearchResponse(BaseModel):
@@ -126,6 +129,7 @@ class Backend:
         self.settings = settings
         self._embedder = embedder
         self._searcher: Searcher | None = None
+        self._client: MilvusClient | None = None
         self._lock = threading.Lock()
 
     def load_model(self) -> None:
@@ -141,7 +145,15 @@ class Backend:
                 client = milvus_client(self.settings)
                 ensure_collection(client, self.settings, self._embedder.dimension)
                 self._searcher = Searcher(self.settings, client, self._embedder)
+                self._client = client
             return self._searcher
+
+    def stories(self) -> StoryStore:
+        """Story reads and edits on the same connection; raises :class:`TransientError` while
+        Milvus is away."""
+        searcher = self.searcher()
+        assert self._client is not None
+        return StoryStore(self._client, self.settings, has_bm25=searcher.milvus_bm25())
 
 
 def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
@@ -365,6 +377,15 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     def stats() -> dict[str, Any]:
         return stats_response(read_status(settings, "worker"))
 
+    # Only an admin key passes the guard to a story edit when keys are configured; without
+    # keys the API listens on loopback only (require_keys_beyond_loopback).
+    attach_stories(
+        app,
+        settings,
+        backend.stories,
+        lambda _request: "admin key" if keys.enabled else "loopback",
+    )
+
     @app.get("/trends", summary="Top and rising queries and top stories over the last hour or day.")
     def trends(
         window: Annotated[
@@ -412,4 +433,5 @@ def _result(hit: Hit) -> SearchResult:
         also_reported_by=[
             SourceRef(**a) for a in hit.also_reported_by if "source" in a and "url" in a
         ],
+        story_url=f"/stories/{hit.story_id or hit.id}",
     )

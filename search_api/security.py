@@ -4,8 +4,8 @@
   ``/healthz``, ``/readyz``, ``/metrics``, the docs (``/docs``, ``/redoc``, ``/openapi.json``
   and their files) and the dashboard page and its files needs a key in ``X-API-Key`` (or
   ``Authorization: Bearer``). A read key may call every GET route and ``POST /search``; an admin
-  key may call everything a read key may and, besides, any other method (none exists today, so
-  the two allow the same). Keys are compared in constant time.
+  key may call everything a read key may and, besides, any other method (today the story edit
+  ``POST /stories/{id}/split``). Keys are compared in constant time.
 - Exposure: without keys the API is open, so it may listen only on loopback (127.0.0.0/8,
   ``::1``, ``localhost``); :func:`require_keys_beyond_loopback` refuses any other bind address.
 - Rate limits: a token bucket per key, or per client address without one

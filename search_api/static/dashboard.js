@@ -326,7 +326,31 @@ function renderResults(body) {
       });
       li.appendChild(also);
     }
+    if (typeof r.story_url === "string" && /^\/stories\/[0-9a-f]{32}$/.test(r.story_url)) {
+      const toggle = el("button", { type: "button", class: "story-toggle", "data-testid": "story-toggle" }, "story timeline");
+      toggle.addEventListener("click", () => toggleStory(li, r.story_url));
+      li.appendChild(toggle);
+    }
     list.appendChild(li);
+  }
+}
+
+// The story's articles in time order, fetched with the API key like every other call.
+async function toggleStory(li, storyUrl) {
+  const shown = li.querySelector(".story");
+  if (shown) { shown.remove(); return; }
+  const box = el("ol", { class: "story", "data-testid": "story-articles" });
+  li.appendChild(box);
+  try {
+    const story = await getJson(storyUrl);
+    for (const a of story.articles) {
+      const item = el("li", {}, fmtDate(a.published_at || a.ingested_at) + " " + a.source + ": ");
+      item.appendChild(link(a.title || a.url, a.url));
+      box.appendChild(item);
+    }
+    if (story.truncated) box.appendChild(el("li", { class: "muted" }, "… " + (story.count - story.articles.length) + " more"));
+  } catch (e) {
+    box.appendChild(el("li", { class: "muted" }, "story unavailable: " + (e && e.message ? e.message : e)));
   }
 }
 
