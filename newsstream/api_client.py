@@ -1,7 +1,7 @@
-"""A client of the search API for the command line: one search, one answer or one clear error.
+"""A client of the search API for the command line: one call, one answer or one clear error.
 
-What goes in: the API base URL, the search parameters and an optional API key (sent as
-``X-API-Key``). What comes out: the JSON body of a successful search. Guarantees: any other
+What goes in: the API base URL, the call's parameters (a search, a story, a story split) and an
+optional API key (sent as ``X-API-Key``). What comes out: the JSON body of a successful answer. Guarantees: any other
 answer (an API error such as 401, 429 or 503, a body that is not JSON, such as a proxy's HTML
 page, or JSON of another shape) raises :class:`ApiAnswerError` whose message is one printable
 line naming the URL, the status and what the server said; an unreachable server raises
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -23,7 +24,7 @@ TIMEOUT_S = 30.0
 
 
 class ApiAnswerError(NewsstreamError):
-    """The API answered, but not with search results; the message is one line."""
+    """The API answered, but not with what was asked for; the message is one line."""
 
 
 class ApiUnreachable(ConfigurationError):
@@ -39,18 +40,87 @@ def search(
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, Any]:
     """``GET {base}/search`` with ``params``; the answer's JSON body when it is search results."""
-    url = f"{base.rstrip('/')}/search"
+    return _call(
+        "GET",
+        base,
+        "/search",
+        "results",
+        api_key,
+        params=params,
+        timeout_s=timeout_s,
+        transport=transport,
+    )
+
+
+def story(
+    base: str,
+    story_id: str,
+    api_key: str | None = None,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """``GET {base}/stories/{story_id}``; the story's timeline."""
+    return _call(
+        "GET",
+        base,
+        f"/stories/{quote(story_id, safe='')}",
+        "articles",
+        api_key,
+        timeout_s=timeout_s,
+        transport=transport,
+    )
+
+
+def split_story(
+    base: str,
+    story_id: str,
+    article_ids: list[str],
+    reason: str | None = None,
+    api_key: str | None = None,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """``POST {base}/stories/{story_id}/split``; what the split did."""
+    return _call(
+        "POST",
+        base,
+        f"/stories/{quote(story_id, safe='')}/split",
+        "new_story_id",
+        api_key,
+        json={"article_ids": article_ids, "reason": reason},
+        timeout_s=timeout_s,
+        transport=transport,
+    )
+
+
+def _call(
+    method: str,
+    base: str,
+    path: str,
+    expected: str,
+    api_key: str | None,
+    *,
+    params: dict[str, str | int] | None = None,
+    json: dict[str, Any] | None = None,
+    timeout_s: float,
+    transport: httpx.BaseTransport | None,
+) -> dict[str, Any]:
+    """The JSON body of a 200 answer holding ``expected``; anything else raises (see the module
+    docstring)."""
+    url = f"{base.rstrip('/')}{path}"
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
         with httpx.Client(transport=transport, timeout=timeout_s) as client:
-            response = client.get(url, params=params, headers=headers)
+            response = client.request(method, url, params=params, json=json, headers=headers)
     except httpx.HTTPError as exc:
         raise ApiUnreachable(
             f"no API answers at {base} ({one_line(str(exc)) or type(exc).__name__}); "
             "is `newsstream up` running?"
         ) from None
     body = _json(response)
-    if response.status_code == 200 and isinstance(body, dict) and "results" in body:
+    if response.status_code == 200 and isinstance(body, dict) and expected in body:
         return body
     raise ApiAnswerError(describe_failure(url, response, body))
 
@@ -70,8 +140,10 @@ def describe_failure(url: str, response: httpx.Response, body: Any) -> str:
         text = _visible_text(response.text)
         said = f"a non-JSON answer ({kind})" + (f": {text}" if text else "")
     line = f"{url} answered {status} with {one_line(said)}"
-    if response.status_code in (401, 403):
+    if response.status_code == 401:
         line += "; pass --api-key or set NEWSSTREAM_API_KEY"
+    elif response.status_code == 403:
+        line += "; this needs an admin key (--api-key or NEWSSTREAM_API_KEY)"
     retry = response.headers.get("retry-after", "")
     if response.status_code in (429, 503) and retry.isdigit():
         line += f"; retry in {retry} s"

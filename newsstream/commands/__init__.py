@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "feeds",
     "dedup_eval",
     "story_eval",
+    "stories",
     "search_eval",
     "bench",
     "trends",
