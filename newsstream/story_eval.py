@@ -378,7 +378,8 @@ def feed_day_report(
     items: Sequence[FeedItem], vectors: npt.NDArray[np.float32], rule: StoryRule
 ) -> dict[str, Any]:
     """Story sizes of the feed day before and after, in published order (undated items at the
-    capture time, the latest date seen), and the members of the 5 largest stories."""
+    capture time, the latest date seen), and the members of the 5 largest stories. The old
+    rule gets no window: its window was on ingestion time, and one poll ingests a day at once."""
     capture = max((i.published_at for i in items if i.published_at), default=0)
     times = [float(i.published_at or capture) for i in items]
     order = sorted(range(len(items)), key=lambda n: times[n])

@@ -101,7 +101,8 @@ def print_eval(results: dict[str, Any], console: Console) -> None:
     rule = results["rule"]
     console.print(
         f"Story rule: long texts {_bars(rule['long'])}; below {rule['short_words']} words "
-        f"{_bars(rule['short'])}; window {rule['window_s'] / 3600:g} h."
+        f"{_bars(rule['short'])}; always {rule['min_names']} shared name(s) or number(s); "
+        f"window {rule['window_s'] / 3600:g} h."
     )
     pairs = results["pairs"]
     first = next(iter(pairs.values()))
