@@ -9,8 +9,9 @@ embedding space and still different events. So an article joins a story only whe
 2. the seed's event time (published, else ingested) is within ``window_s`` of the article's:
    an event is news for hours to a few days, not for the whole dedup window;
 3. two signals agree: the dense cosine of the two embeddings, and the words they share. They
-   must share a **name or number** (:func:`story_names`: "Japan" and "Monday" are shared by two
-   reports of one quake, not by a quake in Chile on Tuesday), and either the cosine is very high
+   must share a **name or number** when both have any (:func:`story_names`: "Japan" and
+   "Monday" are shared by two reports of one quake, not by a quake in Chile on Tuesday), and
+   either the cosine is very high
    and at least one **key term** (:func:`story_terms`: the title's content words plus the names
    and numbers of the lead) is shared, or the cosine is high and several key terms are;
 4. the thresholds depend on what the texts are: when the shorter of the two has fewer than
@@ -129,12 +130,16 @@ def story_names(title: str, text: str) -> frozenset[str] | None:
     title_tokens = _words(title)
     sentences = [] if _title_case(title_tokens) else [title_tokens]
     sentences.append(_words(lead_sentence(title, text)))
+    # A capitalised word that opens a sentence is a name only when the article capitalises it
+    # again ("Intel unveils ... Intel has"); otherwise it may be any word ("Strong quake ...").
+    capitalised = [_normal(t) for tokens in sentences for t in tokens if t[:1].isupper()]
     for tokens in sentences:
         for position, token in enumerate(tokens):
             word = _normal(token)
             if word in STOPWORDS or len(word) < 2:
                 continue
-            if _distinctive_number(word) or (position > 0 and token[0].isupper()):
+            named = token[0].isupper() and (position > 0 or capitalised.count(word) > 1)
+            if named or _distinctive_number(word):
                 names.add(word)
     return frozenset(names)
 
@@ -171,7 +176,8 @@ class StoryRule:
     short_words: int = 150
     #: Longest time between a story's first article and a new one (seconds).
     window_s: float = 48 * 3600.0
-    #: Names or numbers two reports must share (where the script has letter case).
+    #: Names or numbers two reports must share (when both have some: a text without letter
+    #: case, or without any name, relies on the key terms alone).
     min_names: int = 1
 
     def bars(self, words_a: int, words_b: int) -> Bars:
@@ -181,7 +187,7 @@ class StoryRule:
     def evidence(self, a: StoryFeatures, b: StoryFeatures) -> tuple[float, int] | None:
         """``(cosine, shared key terms)`` when ``a`` and ``b`` report one event by their
         content (names, key terms and cosine; the time window is not looked at), else None."""
-        if a.names is not None and b.names is not None and len(a.names & b.names) < self.min_names:
+        if a.names and b.names and len(a.names & b.names) < self.min_names:
             return None
         cosine = float(np.dot(a.vector, b.vector))
         shared = len(a.terms & b.terms)

@@ -174,3 +174,22 @@ def test_names_come_from_inside_sentences_and_not_from_title_case() -> None:
         == frozenset()
     )
     assert story_names("ارتفاع أسعار النفط", "ارتفاع أسعار النفط") is None
+
+
+def test_a_word_opening_a_sentence_is_a_name_when_the_article_capitalises_it_again() -> None:
+    names = story_names(
+        "Intel unveils laser breakthrough",
+        "Intel unveils laser breakthrough. Intel has made a chip.",
+    )
+    assert names == {"intel"}
+    assert "strong" not in (
+        story_names("Strong quake hits Chile", "Strong quake hits Chile. It hit Chile.") or ()
+    )
+
+
+def test_an_article_without_names_relies_on_its_key_terms() -> None:
+    rule = StoryRule()
+    talks = item("a", unit(1, 0.1, 0), "Talks aim to avert pension strike", "talks go on.")
+    stalemate = item("b", unit(1, 0.1, 0), "Stalemate in pension strike talks", "no deal yet.")
+    assert talks.names == frozenset() and stalemate.names == frozenset()
+    assert best_story(rule, stalemate, [talks]) is not None
