@@ -8,12 +8,12 @@ embedding space and still different events. So an article joins a story only whe
    with any other member: membership cannot chain from a to b to c and drift into a topic;
 2. the seed's event time (published, else ingested) is within ``window_s`` of the article's:
    an event is news for hours to a few days, not for the whole dedup window;
-3. two signals agree: the dense cosine of the two embeddings, and the words they share. They
-   must share a **name or number** when both have any (:func:`story_names`: "Japan" and
-   "Monday" are shared by two reports of one quake, not by a quake in Chile on Tuesday), and
-   either the cosine is very high
-   and at least one **key term** (:func:`story_terms`: the title's content words plus the names
-   and numbers of the lead) is shared, or the cosine is high and several key terms are;
+3. two signals agree: the dense cosine of the two embeddings, and the words they share.
+   Either the cosine is very high ("strong") and at least one **key term** is shared
+   (:func:`story_terms`: the title's content words plus the names and numbers of the lead), or
+   the cosine is high and several key terms are shared and, when both articles name anything,
+   a **name or number** too (:func:`story_names`: "Japan" and "Monday" are shared by two
+   reports of one quake, not by a quake in Chile on Tuesday);
 4. the thresholds depend on what the texts are: when the shorter of the two has fewer than
    ``short_words`` words (a headline and a sentence or two, the common feed item) the cosine
    bars are lower (short rewrites of one event drift apart in embedding space) and more shared
@@ -187,11 +187,17 @@ class StoryRule:
     def evidence(self, a: StoryFeatures, b: StoryFeatures) -> tuple[float, int] | None:
         """``(cosine, shared key terms)`` when ``a`` and ``b`` report one event by their
         content (names, key terms and cosine; the time window is not looked at), else None."""
-        if a.names and b.names and len(a.names & b.names) < self.min_names:
-            return None
         cosine = float(np.dot(a.vector, b.vector))
         shared = len(a.terms & b.terms)
-        return (cosine, shared) if self.bars(a.words, b.words).admits(cosine, shared) else None
+        bars = self.bars(a.words, b.words)
+        if not bars.admits(cosine, shared):
+            return None
+        # Below the strong bar, topic words and a close embedding are not enough: the reports
+        # must name the same place, person, day or figure (when both name any).
+        unnamed = a.names and b.names and len(a.names & b.names) < self.min_names
+        if unnamed and cosine < bars.strong:
+            return None
+        return cosine, shared
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,19 @@ What goes in: the shared evaluation data (``eval/bbc-news`` with its silver pair
 JSON-able dict of results (:func:`run_eval`); :mod:`newsstream.commands.story_eval` prints it.
 The stream simulations are :mod:`newsstream.story_stream`'s.
 
-Labels (BBC, silver, not human): the silver pairs and their **groups** (connected components of
-all silver pairs). Two documents are one event when they are a silver pair; they are two events
-when their categories differ, or when both are in silver groups but in different ones; any other
-pair is unlabelled (the BBC has same-event pairs the silver list misses).
+Labels (BBC): the silver pairs (by text overlap, not by people) and their **groups**
+(connected components of the silver pairs). The 54 rewrites among them were also read by hand
+(``story_judgements.csv``: 33 one event, 16 two events sharing background paragraphs, 5
+unsure); a pair judged two events is no silver pair and links no group. Two documents are one
+event when they are a silver pair; they are two events when judged so, when their categories
+differ, or when both are in silver groups but in different ones; any other pair is unlabelled
+(the BBC has same-event pairs the silver list misses).
 
 Parts:
 
 - pairs: positives are the rewrites (silver, not exact, word-5 Jaccard 0.2 to 0.95), with the
-  rewrites of one copy (Jaccard >= 0.5) as a subset. Candidates are each document with its 10
+  rewrites of one copy (Jaccard >= 0.5) and the rewrites judged one event as subsets (the
+  stated recall goal is on the latter: ``recall_events``). Candidates are each document with its 10
   nearest by cosine; a candidate is flagged when the rule admits it (:func:`best_story` with the
   other document as the only seed, no time window: BBC has no dates). ``precision`` counts the
   labelled flagged pairs only; ``precision_strict`` counts unlabelled ones as wrong. Full texts
@@ -35,6 +39,7 @@ Parts:
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections import Counter
@@ -99,10 +104,20 @@ class Labels:
     category: dict[str, str]
     group: dict[str, int]
     silver: frozenset[tuple[str, str]]
+    #: Silver pairs read and judged two events (see :func:`load_judgements`).
+    apart: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
-    def of(cls, docs: Sequence[BbcDoc], pairs: Sequence[SilverPair]) -> Labels:
-        """Categories of ``docs`` and the silver groups of ``pairs`` (union-find)."""
+    def of(
+        cls,
+        docs: Sequence[BbcDoc],
+        pairs: Sequence[SilverPair],
+        judged: dict[tuple[str, str], str] | None = None,
+    ) -> Labels:
+        """Categories of ``docs`` and the silver groups of ``pairs`` (union-find); pairs
+        ``judged`` ``no`` (two events) are neither silver pairs nor links of a group."""
+        apart = frozenset(k for k, v in (judged or {}).items() if v == "no")
+        pairs = [p for p in pairs if _key(p.a, p.b) not in apart]
         parent: dict[str, str] = {}
 
         def root(x: str) -> str:
@@ -119,17 +134,21 @@ class Labels:
             category={d.doc_id: d.category for d in docs},
             group={x: number[root(x)] for x in parent},
             silver=frozenset(_key(p.a, p.b) for p in pairs),
+            apart=apart,
         )
 
     def judge(self, a: str, b: str) -> Literal["correct", "wrong", "unlabelled"]:
         """``correct`` for a silver pair, ``wrong`` for two events, else ``unlabelled``."""
+        if _key(a, b) in self.apart:
+            return "wrong"
         if _key(a, b) in self.silver:
             return "correct"
         return "wrong" if self.different_events(a, b) else "unlabelled"
 
     def different_events(self, a: str, b: str) -> bool:
-        """Different categories, or both in silver groups but different ones."""
-        if self.category[a] != self.category[b]:
+        """Judged two events, different categories, or both in silver groups but different
+        ones."""
+        if _key(a, b) in self.apart or self.category[a] != self.category[b]:
             return True
         ga, gb = self.group.get(a), self.group.get(b)
         return ga is not None and gb is not None and ga != gb
@@ -138,6 +157,20 @@ class Labels:
         """Both in one silver group."""
         ga = self.group.get(a)
         return ga is not None and ga == self.group.get(b)
+
+
+#: The rewrites (silver pairs of Jaccard 0.2 to 0.95) read by hand and judged: ``yes`` (one
+#: event), ``no`` (two events sharing background paragraphs) or ``unsure``; with a reason.
+JUDGEMENTS = Path(__file__).with_name("story_judgements.csv")
+
+
+def load_judgements(path: Path) -> dict[tuple[str, str], str]:
+    """``{(doc a, doc b): "yes" | "no" | "unsure"}`` from a judgements file (sorted keys)."""
+    with path.open(encoding="utf-8") as handle:
+        return {
+            _key(row["doc_a"], row["doc_b"]): row["same_event"].strip()
+            for row in csv.DictReader(handle)
+        }
 
 
 def no_window(rule: StoryRule) -> StoryRule:
@@ -201,8 +234,10 @@ def pair_scores(
     copies: set[tuple[str, str]],
     candidates: Sequence[tuple[int, int]],
     rule: StoryRule,
+    events: set[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Precision (labelled and strict) and recall of the pairs the rule flags."""
+    """Precision (labelled and strict) and recall of the pairs the rule flags; ``events`` are
+    the rewrites read and judged one event (``recall_events``)."""
     rule = no_window(rule)
     verdicts: Counter[str] = Counter()
     found: set[tuple[str, str]] = set()
@@ -223,6 +258,7 @@ def pair_scores(
         "precision_strict": round(verdicts["correct"] / flagged, 4) if flagged else 1.0,
         "recall": round(len(found & positives) / len(positives), 4) if positives else 1.0,
         "recall_copies": round(len(found & copies) / len(copies), 4) if copies else 1.0,
+        "recall_events": round(len(found & events) / len(events), 4) if events else 1.0,
     }
 
 
@@ -232,11 +268,13 @@ def pair_report(
     pairs: Sequence[SilverPair],
     rule: StoryRule,
     bars: BarsName,
+    judged: dict[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
     """Pair scores at ``rule`` and over the ``mid`` and ``strong`` sweeps of its ``bars``."""
     low, high = REWRITES
     rewrites = [p for p in pairs if not p.exact and low <= p.jaccard <= high]
     positives = {_key(p.a, p.b) for p in rewrites}
+    events = {k for k in positives if (judged or {}).get(k) == "yes"}
     copies = {_key(p.a, p.b) for p in rewrites if p.jaccard >= COPY_JACCARD}
     vectors = np.stack([item.vector for item in items])
     candidates = candidate_pairs(vectors, PAIR_NEIGHBOURS)
@@ -250,7 +288,7 @@ def pair_report(
                 if name == "mid"
                 else with_bars(rule, bars, strong=value)
             )
-            scores = pair_scores(items, labels, positives, copies, candidates, varied)
+            scores = pair_scores(items, labels, positives, copies, candidates, varied, events)
             chosen_value = getattr(chosen, name)
             curve.append(
                 {"param": name, "value": value, "chosen": math.isclose(value, chosen_value)}
@@ -264,7 +302,8 @@ def pair_report(
         "candidates": len(candidates),
         "candidates_on_short_bars": short_bars,
         "positives_in_candidates": len(positives & keys),
-        "defaults": pair_scores(items, labels, positives, copies, candidates, rule),
+        "events": len(events),
+        "defaults": pair_scores(items, labels, positives, copies, candidates, rule, events),
         "curve": curve,
     }
 
@@ -429,8 +468,8 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
         scores = results["pairs"][kind]["defaults"]
         out[f"rewrites_{kind}"] = {
             "precision": scores["precision"],
-            "recall": scores["recall"],
-            "met": scores["precision"] >= GOAL_PRECISION and scores["recall"] >= GOAL_RECALL,
+            "recall": scores["recall_events"],
+            "met": scores["precision"] >= GOAL_PRECISION and scores["recall_events"] >= GOAL_RECALL,
         }
     rate = results["stream"]["short"]["after"]["false_link_rate"]
     out["false_links_short"] = {"rate": rate, "met": rate <= GOAL_FALSE_LINK}
@@ -450,7 +489,8 @@ def run_eval(
     docs, pairs = load_bbc(data_dir / "eval" / "bbc-news")
     msrp = load_msrp(data_dir / "eval" / "msrp" / "msrp_train.jsonl")
     feed_items = load_feed_day(data_dir / "feeds" / "news")
-    labels = Labels.of(docs, pairs)
+    judged = load_judgements(JUDGEMENTS)
+    labels = Labels.of(docs, pairs, judged)
     kinds: tuple[TextKind, ...] = ("short", "cut", "full")
     texts = {kind: [item_text(d, kind) for d in docs] for kind in kinds}
     sentences = sorted({s for s1, s2, _ in msrp for s in (s1, s2)})
@@ -471,7 +511,7 @@ def run_eval(
         items = {kind: features(ids, titles, texts[kind], vectors[kind]) for kind in kinds}
         results: dict[str, Any] = {"rule": rule_dict(rule)}
         results["pairs"] = {
-            kind: pair_report(items[kind], labels, pairs, rule, KIND_BARS[kind])
+            kind: pair_report(items[kind], labels, pairs, rule, KIND_BARS[kind], judged)
             for kind in ("full", "short")
         }
         progress.advance(work)

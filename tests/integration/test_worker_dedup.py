@@ -136,6 +136,21 @@ def test_same_story_in_other_words_shares_a_story_id_and_collapses(
             )
             loose = api.get("/search", params={"q": "earthquake in Japan", "collapse": "false"})
             assert {first.id, retold.id} <= {r["id"] for r in loose.json()["results"]}
+
+            # An admin's split sticks when the article is published again (here: updated).
+            split = api.post(f"/stories/{first.id}/split", json={"article_ids": [retold.id]})
+            assert split.status_code == 200, split.text
+            updated = news_article(
+                retold.url, retold.title, (retold.summary or "") + " Updated.", "herald.example"
+            )
+            assert updated.id == retold.id
+            assert publisher.publish([updated]) == {retold.id}
+            wait_until(
+                lambda: api.get(f"/articles/{retold.id}").json()["text"].endswith("Updated."),
+                120,
+                "the updated article indexed",
+            )
+            assert api.get(f"/articles/{retold.id}").json()["story_id"] == retold.id
     publisher.close()
 
 

@@ -153,14 +153,24 @@ def test_one_topic_without_a_shared_name_is_not_one_event() -> None:
         "a", unit(1, 0.1, 0), "Strong earthquake hits southern Japan", "It struck Japan on Monday."
     )
     chile = item(
-        "b", unit(1, 0.1, 0), "Strong earthquake hits northern Chile", "It struck Chile on Tuesday."
+        "b", unit(1, 0.9, 0), "Strong earthquake hits northern Chile", "It struck Chile on Tuesday."
     )
-    assert len(japan.terms & chile.terms) >= 3  # "strong", "earthquake", "hit": topic words
+    cosine = float(np.dot(japan.vector, chile.vector))
+    assert rule.short.mid <= cosine < rule.short.strong
+    assert len(japan.terms & chile.terms) >= 3  # "strong", "earthquake", "hits": topic words
     assert best_story(rule, chile, [japan]) is None
     retold = item(
-        "c", unit(1, 0.1, 0), "Japan shaken by offshore quake", "Felt in Japan on Monday."
+        "c", unit(1, 0.9, 0), "Strong earthquake hits Japan coast", "Felt in Japan on Monday."
     )
     assert best_story(rule, retold, [japan]) is not None
+
+
+def test_a_very_close_copy_needs_no_shared_name() -> None:
+    rule = StoryRule()
+    seed = item("a", unit(1, 0, 0), "Pension strike talks", "Talks with Unison resume.")
+    copy = item("b", unit(1, 0.05, 0), "Pension strike talks", "Talks with the PCS resume.")
+    assert seed.names and copy.names and not seed.names & copy.names
+    assert best_story(rule, copy, [seed]) is not None
 
 
 def test_names_come_from_inside_sentences_and_not_from_title_case() -> None:
