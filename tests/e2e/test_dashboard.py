@@ -119,6 +119,10 @@ def _check_in_browser(api: str, tmp_path: Path) -> None:
                 "els => els.map(e => e.href)"
             )
             assert hrefs and all(h.startswith(("http://", "https://")) for h in hrefs)
+            # A result opens its story's timeline in place: the result's own article at least.
+            page.locator('[data-testid="story-toggle"]').first.click()
+            page.locator('[data-testid="story-articles"] a').first.wait_for(timeout=30_000)
+            assert page.locator('[data-testid="story-articles"] li').count() >= 1
             # the search shows up in the API's own latency figure on the next refresh
             wait_until(
                 lambda: "n/a" not in (page.get_by_test_id("search-latency").text_content() or ""),
