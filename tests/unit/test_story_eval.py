@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from consumers.story_rule import StoryFeatures, StoryRule
-from newsstream.dedup_eval import BbcDoc, SilverPair
+from newsstream.dedup_eval import BbcDoc, SilverPair, load_bbc
 from newsstream.story_eval import (
+    JUDGEMENTS,
+    REWRITES,
     Labels,
     false_links,
     features,
     first_sentence,
+    load_judgements,
     pair_scores,
 )
 from newsstream.story_stream import simulate_old, simulate_stream, story_sizes
@@ -130,3 +136,38 @@ def test_first_sentence_ends_at_the_first_full_stop_quote_included() -> None:
     assert first_sentence('He said "we won." Then he left.') == 'He said "we won."'
     assert first_sentence("No full stop here") == "No full stop here"
     assert first_sentence("Shares rose 1.5% on Monday. Then fell.") == "Shares rose 1.5% on Monday."
+
+
+def test_a_silver_pair_judged_two_events_is_wrong_and_links_no_group() -> None:
+    docs = [doc(x, "politics") for x in "abc"]
+    pairs = [SilverPair("a", "b", 0.3, exact=False), SilverPair("b", "c", 0.3, exact=False)]
+    labels = Labels.of(docs, pairs, {("a", "b"): "no", ("b", "c"): "yes"})
+    assert labels.judge("a", "b") == "wrong"
+    assert labels.judge("b", "c") == "correct"
+    assert not labels.same_group("a", "b") and labels.same_group("b", "c")
+    same = unit(1, 0)
+    feats = items(["a", "b", "c"], [same, same, same])
+    scores = pair_scores(
+        feats,
+        labels,
+        {("a", "b"), ("b", "c")},
+        set(),
+        [(0, 1), (1, 2)],
+        StoryRule(),
+        events={("b", "c")},
+    )
+    assert scores["recall_events"] == 1.0 and scores["wrong"] == 1
+
+
+def test_the_judgements_cover_the_rewrites_of_the_shared_data() -> None:
+    judged = load_judgements(JUDGEMENTS)
+    assert set(judged.values()) <= {"yes", "no", "unsure"}
+    bbc = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval" / "bbc-news"
+    if not bbc.is_dir():
+        pytest.skip(f"shared data absent at {bbc}")
+    _docs, pairs = load_bbc(bbc)
+    low, high = REWRITES
+    rewrites = {
+        (min(p.a, p.b), max(p.a, p.b)) for p in pairs if not p.exact and low <= p.jaccard <= high
+    }
+    assert set(judged) == rewrites
