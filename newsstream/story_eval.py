@@ -14,6 +14,11 @@ event when they are a silver pair; they are two events when judged so, when thei
 differ, or when both are in silver groups but in different ones; any other pair is unlabelled
 (the BBC has same-event pairs the silver list misses).
 
+Every part on BBC works on the documents the story stage of a worker would see: of each group
+of exact copies and near-copies (silver pairs above the rewrite range) only the first, because
+dedup removes the others before stories are assigned (joining copies would only flatter the
+figures).
+
 Parts:
 
 - pairs: positives are the rewrites (silver, not exact, word-5 Jaccard 0.2 to 0.95), with the
@@ -173,6 +178,30 @@ def load_judgements(path: Path) -> dict[tuple[str, str], str]:
         }
 
 
+def copies_removed(docs: Sequence[BbcDoc], pairs: Sequence[SilverPair]) -> list[int]:
+    """Positions of ``docs`` left once copies are removed as dedup removes them: of each group
+    of exact copies and near-copies (silver pairs above the rewrite range), the first."""
+    copy_of: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while copy_of.setdefault(x, x) != x:
+            x = copy_of[x]
+        return x
+
+    for pair in pairs:
+        if pair.exact or pair.jaccard > REWRITES[1]:
+            a, b = sorted((root(pair.a), root(pair.b)))
+            copy_of[b] = a
+    seen: set[str] = set()
+    kept = []
+    for n, d in enumerate(docs):
+        group = root(d.doc_id)
+        if group not in seen:
+            seen.add(group)
+            kept.append(n)
+    return kept
+
+
 def no_window(rule: StoryRule) -> StoryRule:
     """``rule`` with every article in one event window."""
     return replace(rule, window_s=math.inf)
@@ -272,7 +301,12 @@ def pair_report(
 ) -> dict[str, Any]:
     """Pair scores at ``rule`` and over the ``mid`` and ``strong`` sweeps of its ``bars``."""
     low, high = REWRITES
-    rewrites = [p for p in pairs if not p.exact and low <= p.jaccard <= high]
+    present = {item.id for item in items}
+    rewrites = [
+        p
+        for p in pairs
+        if not p.exact and low <= p.jaccard <= high and p.a in present and p.b in present
+    ]
     positives = {_key(p.a, p.b) for p in rewrites}
     events = {k for k in positives if (judged or {}).get(k) == "yes"}
     copies = {_key(p.a, p.b) for p in rewrites if p.jaccard >= COPY_JACCARD}
@@ -508,14 +542,20 @@ def run_eval(
         work = progress.add_task("evaluating", total=4)
         ids = [d.doc_id for d in docs]
         titles = [d.title for d in docs]
+        # The story stage never sees copies: dedup removed them first.
+        kept = copies_removed(docs, pairs)
+        ids = [docs[n].doc_id for n in kept]
+        titles = [docs[n].title for n in kept]
+        vectors = {kind: vectors[kind][kept] for kind in kinds}
+        texts = {kind: [texts[kind][n] for n in kept] for kind in kinds}
         items = {kind: features(ids, titles, texts[kind], vectors[kind]) for kind in kinds}
-        results: dict[str, Any] = {"rule": rule_dict(rule)}
+        results: dict[str, Any] = {"rule": rule_dict(rule), "documents": len(kept)}
         results["pairs"] = {
             kind: pair_report(items[kind], labels, pairs, rule, KIND_BARS[kind], judged)
             for kind in ("full", "short")
         }
         progress.advance(work)
-        order = [int(n) for n in np.random.default_rng(SHUFFLE_SEED).permutation(len(docs))]
+        order = [int(n) for n in np.random.default_rng(SHUFFLE_SEED).permutation(len(ids))]
         shuffled = [ids[n] for n in order]
         stream: dict[str, Any] = {}
         for kind in kinds:

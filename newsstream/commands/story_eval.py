@@ -109,7 +109,8 @@ def print_eval(results: dict[str, Any], console: Console) -> None:
     first = next(iter(pairs.values()))
     console.print(
         _table(
-            f"Rewrite pairs at the defaults (BBC: {first['positives']} rewrites, "
+            f"Rewrite pairs at the defaults (BBC, {results['documents']} documents once dedup "
+            f"removed the copies: {first['positives']} rewrites, "
             f"{first['copies']} of one copy, {first['events']} read as one event; each "
             "document's 10 nearest)",
             ["texts", *_SCORE_COLUMNS],

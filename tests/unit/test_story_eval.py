@@ -14,6 +14,7 @@ from newsstream.story_eval import (
     JUDGEMENTS,
     REWRITES,
     Labels,
+    copies_removed,
     false_links,
     features,
     first_sentence,
@@ -171,3 +172,13 @@ def test_the_judgements_cover_the_rewrites_of_the_shared_data() -> None:
         (min(p.a, p.b), max(p.a, p.b)) for p in pairs if not p.exact and low <= p.jaccard <= high
     }
     assert set(judged) == rewrites
+
+
+def test_copies_are_removed_as_dedup_removes_them_and_rewrites_stay() -> None:
+    docs = [doc(x, "tech") for x in "abcde"]
+    pairs = [
+        SilverPair("a", "b", 1.0, exact=True),
+        SilverPair("b", "c", 0.97, exact=False),  # a near-copy of a copy
+        SilverPair("d", "e", 0.4, exact=False),  # a rewrite: both stay
+    ]
+    assert copies_removed(docs, pairs) == [0, 3, 4]

@@ -1,0 +1,160 @@
+"""The log of story edits: one compacted Kafka record per article an admin moved.
+
+What goes in: a split's moved article ids, their new and previous story, who and why. What
+comes out: :meth:`StoryEditLog.record` returns once the broker acknowledged every record
+(``acks=all``), else raises :class:`core.errors.TransientError` (the caller changes nothing);
+:meth:`StoryEditLog.moved_out_of` reads the log back (which articles a split moved out of a
+story), so a repeated split gives the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from core.errors import TransientError
+from core.kafka import LIBRDKAFKA_LOGGER, ensure_topics, producer_config
+from core.settings import Settings
+
+#: Seconds the broker has to acknowledge a split's records (nothing is delivered later).
+EDIT_DELIVERY_TIMEOUT_S = 10.0
+
+
+class StoryEditLog:
+    """Records story edits on ``kafka_story_edits_topic``: one message per moved article, key =
+    article id, value = JSON ``{article_id, story_id, previous_story_id, at, by, reason}``.
+
+    :meth:`record` returns only after the broker acknowledged every message (``acks=all``);
+    otherwise it raises :class:`TransientError` and the caller changes nothing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topic_ready = False
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        article_ids: Sequence[str],
+        story_id: str,
+        previous_story_id: str,
+        by: str,
+        reason: str | None,
+    ) -> None:
+        """Send one edit per article and wait for every delivery report."""
+        self._ensure_topic()
+        config = producer_config(self._settings, client_id="newsstream-story-edits")
+        # A message not delivered within the timeout fails for good (no late delivery after
+        # the caller was told it failed).
+        config["message.timeout.ms"] = int(EDIT_DELIVERY_TIMEOUT_S * 1000)
+        config["linger.ms"] = 0
+        producer = Producer(config)
+        failures: list[KafkaError] = []
+        delivered: list[str] = []
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(err)
+            else:
+                delivered.append(str(msg.key()))
+
+        now = int(time.time())
+        try:
+            for article in article_ids:
+                value = {
+                    "article_id": article,
+                    "story_id": story_id,
+                    "previous_story_id": previous_story_id,
+                    "at": now,
+                    "by": by,
+                    "reason": reason,
+                }
+                producer.produce(
+                    self._settings.kafka_story_edits_topic,
+                    key=article.encode(),
+                    value=json.dumps(value).encode(),
+                    on_delivery=report,
+                )
+            producer.flush(EDIT_DELIVERY_TIMEOUT_S + 5)
+        except (KafkaException, BufferError) as exc:
+            raise TransientError(f"story edit not recorded: {exc}") from exc
+        if failures or len(delivered) != len(article_ids):
+            reason_text = failures[0] if failures else "no delivery report"
+            raise TransientError(f"story edit not acknowledged by Kafka: {reason_text}")
+
+    def moved_out_of(self, story_id: str, current: dict[str, str]) -> set[str]:
+        """The ids of ``current`` ({article id: its story now}) whose latest recorded edit moved
+        them from ``story_id`` to the story they are in now.
+
+        Reads the whole topic (it holds admin edits only, compacted to one per article);
+        raises :class:`TransientError` when the broker does not let it read to the end.
+        """
+        topic = self._settings.kafka_story_edits_topic
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._settings.kafka_bootstrap or "",
+                "group.id": f"newsstream-story-edits-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "logger": LIBRDKAFKA_LOGGER,
+            }
+        )
+        latest: dict[str, dict[str, Any]] = {}
+        try:
+            metadata = consumer.list_topics(topic, timeout=EDIT_DELIVERY_TIMEOUT_S)
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None or not found.partitions:
+                return set()  # no edit was ever recorded
+            partitions = sorted(found.partitions)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            at_end: set[int] = set()
+            deadline = time.monotonic() + EDIT_DELIVERY_TIMEOUT_S
+            while len(at_end) < len(partitions):
+                if time.monotonic() > deadline:
+                    raise TransientError(f"{topic} could not be read to its end")
+                message = consumer.poll(0.2)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(message.partition() or 0)
+                    continue
+                at_end.discard(message.partition() or 0)
+                key = (message.key() or b"").decode("utf-8", "replace")
+                if key in current:
+                    try:
+                        latest[key] = json.loads(message.value() or b"null") or {}
+                    except json.JSONDecodeError:
+                        continue
+        except KafkaException as exc:
+            raise TransientError(f"{topic} unreadable: {exc}") from exc
+        finally:
+            consumer.close()
+        return {
+            ident
+            for ident, edit in latest.items()
+            if isinstance(edit, dict)
+            and edit.get("previous_story_id") == story_id
+            and edit.get("story_id") == current[ident]
+        }
+
+    def _ensure_topic(self) -> None:
+        with self._lock:
+            if not self._topic_ready:
+                ensure_topics(self._settings, timeout_s=EDIT_DELIVERY_TIMEOUT_S)
+                self._topic_ready = True
