@@ -169,6 +169,19 @@ class Labels:
 JUDGEMENTS = Path(__file__).with_name("story_judgements.csv")
 
 
+def load_gaps(path: Path) -> dict[tuple[str, str], float]:
+    """``{(doc a, doc b): days}`` between the two articles of a judged pair, where the texts
+    tell (column ``days_apart``: ``N``, or ``>N`` read as N + 1; empty: unknown, left out)."""
+    gaps: dict[tuple[str, str], float] = {}
+    with path.open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            text = (row.get("days_apart") or "").strip()
+            if text:
+                days = float(text.lstrip(">")) + (1 if text.startswith(">") else 0)
+                gaps[_key(row["doc_a"], row["doc_b"])] = days
+    return gaps
+
+
 def load_judgements(path: Path) -> dict[tuple[str, str], str]:
     """``{(doc a, doc b): "yes" | "no" | "unsure"}`` from a judgements file (sorted keys)."""
     with path.open(encoding="utf-8") as handle:
@@ -264,14 +277,21 @@ def pair_scores(
     candidates: Sequence[tuple[int, int]],
     rule: StoryRule,
     events: set[tuple[str, str]] | None = None,
+    gaps: dict[tuple[str, str], float] | None = None,
 ) -> dict[str, Any]:
     """Precision (labelled and strict) and recall of the pairs the rule flags; ``events`` are
-    the rewrites read and judged one event (``recall_events``)."""
+    the rewrites read and judged one event (``recall_events``). With ``gaps`` (days between
+    the two articles of a pair, as their texts tell) a pair further apart than the rule's
+    window is never flagged, as the worker would never compare them; without, the window is
+    not applied (the corpus has no dates)."""
+    window_days = rule.window_s / 86_400
     rule = no_window(rule)
     verdicts: Counter[str] = Counter()
     found: set[tuple[str, str]] = set()
     for i, j in candidates:
         a, b = items[i], items[j]
+        if gaps is not None and gaps.get(_key(a.id, b.id), 0.0) > window_days:
+            continue
         if not admits(rule, a, b):
             continue
         verdicts[labels.judge(a.id, b.id)] += 1
@@ -298,8 +318,10 @@ def pair_report(
     rule: StoryRule,
     bars: BarsName,
     judged: dict[tuple[str, str], str] | None = None,
+    gaps: dict[tuple[str, str], float] | None = None,
 ) -> dict[str, Any]:
-    """Pair scores at ``rule`` and over the ``mid`` and ``strong`` sweeps of its ``bars``."""
+    """Pair scores at ``rule`` and over the ``mid`` and ``strong`` sweeps of its ``bars``,
+    without the window and (``gaps`` given) with it: ``*_in_window`` figures."""
     low, high = REWRITES
     present = {item.id for item in items}
     rewrites = [
@@ -323,10 +345,14 @@ def pair_report(
                 else with_bars(rule, bars, strong=value)
             )
             scores = pair_scores(items, labels, positives, copies, candidates, varied, events)
+            windowed = pair_scores(
+                items, labels, positives, copies, candidates, varied, events, gaps or {}
+            )
             chosen_value = getattr(chosen, name)
             curve.append(
                 {"param": name, "value": value, "chosen": math.isclose(value, chosen_value)}
                 | scores
+                | {f"{k}_in_window": windowed[k] for k in ("precision", "recall_events")}
             )
     short_bars = sum(rule.bars(items[i].words, items[j].words) is rule.short for i, j in candidates)
     return {
@@ -337,7 +363,11 @@ def pair_report(
         "candidates_on_short_bars": short_bars,
         "positives_in_candidates": len(positives & keys),
         "events": len(events),
+        "gaps_known": sum(1 for k in positives if k in (gaps or {})),
         "defaults": pair_scores(items, labels, positives, copies, candidates, rule, events),
+        "defaults_in_window": pair_scores(
+            items, labels, positives, copies, candidates, rule, events, gaps or {}
+        ),
         "curve": curve,
     }
 
@@ -499,7 +529,7 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     """Whether the stated goals are met at the defaults."""
     out: dict[str, Any] = {}
     for kind in ("full", "short"):
-        scores = results["pairs"][kind]["defaults"]
+        scores = results["pairs"][kind]["defaults_in_window"]
         out[f"rewrites_{kind}"] = {
             "precision": scores["precision"],
             "recall": scores["recall_events"],
@@ -551,7 +581,9 @@ def run_eval(
         items = {kind: features(ids, titles, texts[kind], vectors[kind]) for kind in kinds}
         results: dict[str, Any] = {"rule": rule_dict(rule), "documents": len(kept)}
         results["pairs"] = {
-            kind: pair_report(items[kind], labels, pairs, rule, KIND_BARS[kind], judged)
+            kind: pair_report(
+                items[kind], labels, pairs, rule, KIND_BARS[kind], judged, load_gaps(JUDGEMENTS)
+            )
             for kind in ("full", "short")
         }
         progress.advance(work)

@@ -18,6 +18,7 @@ from newsstream.story_eval import (
     false_links,
     features,
     first_sentence,
+    load_gaps,
     load_judgements,
     pair_scores,
 )
@@ -182,3 +183,30 @@ def test_copies_are_removed_as_dedup_removes_them_and_rewrites_stay() -> None:
         SilverPair("d", "e", 0.4, exact=False),  # a rewrite: both stay
     ]
     assert copies_removed(docs, pairs) == [0, 3, 4]
+
+
+def test_a_pair_its_texts_place_beyond_the_window_is_never_flagged(tmp_path: Path) -> None:
+    judgements = tmp_path / "judged.csv"
+    judgements.write_text(
+        "doc_a,doc_b,same_event,reason,days_apart,days_evidence\n"
+        "a,b,no,a later development,>6,a week later\n"
+        "b,c,yes,one event,0,same day\n"
+        "a,c,unsure,unclear,,\n",
+        encoding="utf-8",
+    )
+    gaps = load_gaps(judgements)
+    assert gaps == {("a", "b"): 7.0, ("b", "c"): 0.0}
+    docs = [doc(x, "politics") for x in "abc"]
+    pairs = [SilverPair("a", "b", 0.3, exact=False), SilverPair("b", "c", 0.3, exact=False)]
+    judged = load_judgements(judgements)
+    labels = Labels.of(docs, pairs, judged)
+    same = unit(1, 0)
+    feats = items(["a", "b", "c"], [same, same, same])
+    candidates = [(0, 1), (1, 2)]
+    positives = {("a", "b"), ("b", "c")}
+    plain = pair_scores(feats, labels, positives, set(), candidates, StoryRule(), {("b", "c")})
+    windowed = pair_scores(
+        feats, labels, positives, set(), candidates, StoryRule(), {("b", "c")}, gaps
+    )
+    assert plain["wrong"] == 1 and windowed["wrong"] == 0
+    assert windowed["recall_events"] == 1.0
