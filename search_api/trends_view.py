@@ -9,7 +9,7 @@ Input: the settings and a window name (``1h`` or ``24h``). Output::
      "updated_at": epoch seconds of the snapshot, or None when none was published yet}
 
 The snapshots come from the compacted status topic (kind ``trends``, keys ``1h`` and ``24h``,
-published by :mod:`search_api.trends_app`). Reading that topic opens a Kafka consumer, so
+published by :mod:`trends.app`). Reading that topic opens a Kafka consumer, so
 answers are cached for :data:`CACHE_TTL_S` seconds per status topic: a burst of ``/trends``
 requests costs one read. Raises :class:`core.errors.InvalidRequest` for an unknown window and
 :class:`core.errors.TransientError` when the broker does not answer.

@@ -3,7 +3,7 @@
 It consumes the search events the API emits and publishes top and rising queries and top
 stories as status snapshots; the API serves them at ``GET /trends?window=1h|24h``. Its
 Prometheus metrics are at ``/metrics`` on ``NEWSSTREAM_METRICS_PORT`` (none when 0). See
-:mod:`search_api.trends_app` for how it works and what it needs from the broker.
+:mod:`trends.app` for how it works and what it needs from the broker.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         """
         from newsstream.cli import _fail, _serve_metrics, _settings
         from newsstream.logs import configure_logging
-        from search_api.trends_app import run_trends
+        from trends.app import run_trends
 
         settings = _settings()
         configure_logging(settings, "trends")

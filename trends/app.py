@@ -4,10 +4,10 @@ them as status snapshots (kind ``trends``, keys ``1h`` and ``24h``) for ``GET /t
 What goes in: :mod:`core.search_events` messages from ``settings.kafka_search_events_topic``.
 What comes out: every ``publish_every_s`` seconds (when they changed, and at least once a
 minute), the snapshot of each window on ``settings.kafka_status_topic`` under
-``trends:1h`` / ``trends:24h`` (see :meth:`search_api.trends.TrendsAggregator.snapshot`).
+``trends:1h`` / ``trends:24h`` (see :meth:`trends.windows.TrendsAggregator.snapshot`).
 Invalid events are counted and skipped: trends are advisory, a bad event never stops them.
 
-Why a faust agent feeding :class:`search_api.trends.TrendsAggregator`, and not faust windowed
+Why a faust agent feeding :class:`trends.windows.TrendsAggregator`, and not faust windowed
 tables (``Table(...).tumbling(...)``). Windowed tables were tried against the local broker and
 run, but they do not fit this job:
 
@@ -65,7 +65,7 @@ from core.kafka import ensure_topics
 from core.search_events import decode
 from core.settings import Settings
 from core.status import StatusPublisher
-from search_api.trends import TrendsAggregator
+from trends.windows import TrendsAggregator
 
 log = logging.getLogger(__name__)
 
