@@ -27,6 +27,7 @@ RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'r
 
 COPY newsstream ./newsstream
 COPY core ./core
+COPY embedding ./embedding
 COPY producers ./producers
 COPY consumers ./consumers
 COPY dedup ./dedup
@@ -57,7 +58,7 @@ COPY --from=build /opt/venv /opt/venv
 USER newsstream
 WORKDIR /home/newsstream
 # Prove the baked model loads with the hub switched off (fails the build, not the first start).
-RUN python -c "from core.embedding import Embedder; from core.settings import Settings; v = Embedder(Settings()).embed(['newsstream image check']); assert v.shape[0] == 1, v.shape"
+RUN python -c "from embedding.embedder import Embedder; from core.settings import Settings; v = Embedder(Settings()).embed(['newsstream image check']); assert v.shape[0] == 1, v.shape"
 
 # 8000: the API (/metrics, /healthz, /readyz); 9100: /metrics of producer, worker and trends.
 EXPOSE 8000 9100

@@ -36,12 +36,12 @@ from redis.exceptions import RedisError
 from consumers.outcomes import IndexReport, OutcomeTally
 from consumers.prepare import DlqFlood, Origin, Prepared, dlq_reason
 from consumers.quality import detect_language
-from core.embedding import Embedder
 from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
 from core.ids import content_hash
 from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, RejectReason, Stage
 from core.milvus import TEXT_MAX, TITLE_MAX, encode_sources, truncate_utf8
+from embedding.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

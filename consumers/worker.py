@@ -36,13 +36,13 @@ from consumers.stories import StoryAssigner
 from consumers.story_rule import StoryRule
 from consumers.strategy import IndexingStrategyFactory
 from core.article_writer import ArticleWriter
-from core.embedding import Embedder
 from core.errors import TransientError
 from core.kafka import consumer_config, ensure_topics, group_lag
 from core.metrics import CONSUMER_LAG, partition_label
 from core.milvus import milvus_client
 from core.settings import Settings
 from core.status import StatusPublisher, new_instance_id
+from embedding.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

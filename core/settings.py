@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     embedding_backend: Literal["auto", "torch", "onnx-int8", "openvino-int8"] = Field(
         "auto",
         description="Embedding runtime: torch fp32, ONNX Runtime int8, OpenVINO int8, or auto "
-        "(the fastest backend that passed the quality check, see core/embedding_choice.json). "
+        "(the fastest backend that passed the quality check, see embedding/choice.json). "
         "int8 models are exported on first use and cached under embedding_cache_dir.",
     )
     embedding_cache_dir: Path | None = Field(

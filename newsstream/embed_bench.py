@@ -14,7 +14,7 @@ a JSON-able dict (also written to ``out_path``) and a printed table with, per ba
   beside texts of other lengths.
 
 With ``choice_path`` the result also becomes the record that ``embedding_backend=auto`` reads
-(:data:`core.embedding.CHOICE_FILE`): the backends that passed, fastest first.
+(:data:`embedding.embedder.CHOICE_FILE`): the backends that passed, fastest first.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.embedding import BACKENDS, Embedder
 from core.settings import Settings
+from embedding.embedder import BACKENDS, Embedder
 from newsstream.embed_quality import (
     MAX_MRR_DROP,
     MIN_BATCH_COSINE,
@@ -174,7 +174,8 @@ def rank_backends(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def write_choice(report: dict[str, Any], path: Path) -> None:
-    """Write the record ``embedding_backend=auto`` reads (see :func:`core.embedding.choose_backend`)."""
+    """Write the record ``embedding_backend=auto`` reads (see
+    :func:`embedding.embedder.choose_backend`)."""
     record = {
         "model": report["model"],
         "default": report["auto"],

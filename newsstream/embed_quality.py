@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from consumers.clean import clean_article
-from core.embedding import Embedder
 from core.settings import Settings
+from embedding.embedder import Embedder
 from producers.parser import parse_feed
 
 MIN_MEAN_COSINE = 0.99

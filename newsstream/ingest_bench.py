@@ -30,10 +30,10 @@ from rich.table import Table
 
 from consumers.worker import Worker, build_worker
 from core.article import Article
-from core.embedding import Embedder
 from core.ids import article_id
 from core.kafka import ensure_topics
 from core.settings import Settings
+from embedding.embedder import Embedder
 from newsstream.local_stack import (
     free_port,
     tansu_command,

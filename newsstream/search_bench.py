@@ -32,7 +32,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.article_writer import ArticleWriter
-from core.embedding import Embedder
 from core.milvus import (
     VECTOR_FIELD,
     compact_and_wait,
@@ -41,6 +40,7 @@ from core.milvus import (
     wait_for_index,
 )
 from core.settings import Settings
+from embedding.embedder import Embedder
 from newsstream.local_stack import free_port, throwaway_milvus_process, wait_for_port
 from newsstream.proctree import format_mib, stop_process, tree_memory
 

@@ -34,10 +34,10 @@ from rich.table import Table
 
 from consumers.stories import StoryAssigner
 from core.article_writer import ArticleWriter
-from core.embedding import Embedder
 from core.metrics import SearchMode
 from core.milvus import VECTOR_FIELD, connect, encode_sources, wait_for_index
 from core.settings import Settings
+from embedding.embedder import Embedder
 from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
 from search_api.ranking import collapse_stories

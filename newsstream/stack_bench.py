@@ -42,9 +42,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.article_writer import ArticleWriter
-from core.embedding import Embedder
 from core.milvus import compact_and_wait, connect
 from core.settings import Settings
+from embedding.embedder import Embedder
 from newsstream.local_stack import local_milvus_process
 from newsstream.local_stores import RssSampler
 from newsstream.proctree import (

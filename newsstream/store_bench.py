@@ -355,7 +355,7 @@ def run_store_bench(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Every store of ``stores`` in turn (see the module docstring); prints the table."""
-    from core.embedding import Embedder
+    from embedding.embedder import Embedder
 
     console = console or Console()
     settings = Settings()

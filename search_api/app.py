@@ -24,7 +24,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from pymilvus import MilvusClient
 
-from core.embedding import Embedder
 from core.errors import InvalidRequest, TransientError
 from core.ids import is_article_id
 from core.kafka import kafka_reachable
@@ -32,6 +31,7 @@ from core.metrics import SEARCH_REQUESTS, SEARCH_SECONDS, SearchMode
 from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
 from core.status import read_status
+from embedding.embedder import Embedder
 from search_api.body_limit import BodyLimit
 from search_api.dashboard import attach_dashboard
 from search_api.docs import offline_docs_app

@@ -21,7 +21,6 @@ from typing import Any
 
 from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker
 
-from core.embedding import Embedder
 from core.errors import TransientError
 from core.keyword_index import KeywordIndex, keyword_index_path
 from core.metrics import SearchMode
@@ -34,6 +33,7 @@ from core.milvus import (
     decode_sources,
 )
 from core.settings import Settings
+from embedding.embedder import Embedder
 from search_api.filters import SearchFilters, build_expression, quote
 from search_api.fusion import rrf_fuse
 

@@ -100,9 +100,9 @@ def install_unit_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("connect", "connect_ex", "bind", "sendto"):
         original = getattr(socket.socket, name)
         monkeypatch.setattr(socket.socket, name, _network_only("opened a network socket", original))
-    from core import embedding
+    from embedding.embedder import Embedder
 
-    monkeypatch.setattr(embedding.Embedder, "__init__", _refuse("loaded an embedding model"))
+    monkeypatch.setattr(Embedder, "__init__", _refuse("loaded an embedding model"))
 
 
 @pytest.fixture(autouse=True)
@@ -254,7 +254,7 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder(model_cache_dir: Path) -> Any:
     """The default embedding model, loaded once for the session."""
-    from core.embedding import Embedder
+    from embedding.embedder import Embedder
 
     return Embedder(Settings(embedding_cache_dir=model_cache_dir))
 

@@ -41,7 +41,7 @@ def bench_embed(
         Path | None,
         typer.Option(
             help="Write the measured choice of `auto` here (needs --quality), e.g. "
-            "core/embedding_choice.json to make this machine's measurement the default."
+            "embedding/choice.json to make this machine's measurement the default."
         ),
     ] = None,
 ) -> None:

@@ -43,7 +43,7 @@ def eval_stories(
             err_console.print(f"[red]error:[/red] no evaluation data at {data} (expected {needed})")
             raise typer.Exit(2)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from core.embedding import Embedder
+    from embedding.embedder import Embedder
     from newsstream.cli import _settings
     from newsstream.story_eval import run_eval
 

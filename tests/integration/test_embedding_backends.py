@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-import core.onnx_export as onnx_export
-from core.embedding import BACKENDS, Embedder, resolve_model_path
+import embedding.onnx_export as onnx_export
 from core.errors import ConfigurationError
 from core.settings import PACKAGED_MODEL, Settings, load_settings
+from embedding.embedder import BACKENDS, Embedder, resolve_model_path
 
 pytestmark = pytest.mark.integration
 

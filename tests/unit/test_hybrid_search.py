@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from core.embedding import Embedder
 from core.metrics import SearchMode
 from core.milvus import (
     SPARSE_FIELD,
@@ -21,6 +20,7 @@ from core.milvus import (
     collection_has_title_bm25,
 )
 from core.settings import Settings
+from embedding.embedder import Embedder
 from newsstream.search_eval import mrr_ceiling, reciprocal_rank
 from search_api.filters import SearchFilters, build_expression
 from search_api.searcher import RRF_K, TITLE_CANDIDATES, Searcher

@@ -18,7 +18,16 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "producers", "consumers", "dedup", "search_api", "trends", "newsstream")
+PACKAGES = (
+    "core",
+    "embedding",
+    "producers",
+    "consumers",
+    "dedup",
+    "search_api",
+    "trends",
+    "newsstream",
+)
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from core.embedding import Embedder
 from core.settings import Settings
+from embedding.embedder import Embedder
 
 from conftest import UnitLayerViolation
 

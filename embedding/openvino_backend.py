@@ -1,16 +1,16 @@
 """The OpenVINO int8 backend: post-training static quantization with NNCF, run by OpenVINO.
 
-What goes in: the verified fp32 ONNX artifact of :mod:`core.onnx_export`. What comes out: an
+What goes in: the verified fp32 ONNX artifact of :mod:`embedding.onnx_export`. What comes out: an
 artifact directory ``openvino-int8/`` (``model.xml`` + ``model.bin``) in the same model cache,
-and a :data:`core.onnx_embedder.GraphRunner` over it.
+and a :data:`embedding.onnx_backend.GraphRunner` over it.
 
 Static quantization needs activation ranges, so NNCF calibrates on
-:func:`core.embedding_calibration.calibration_texts` (a few hundred shipped texts, from
+:func:`embedding.calibration.calibration_texts` (a few hundred shipped texts, from
 headlines to passages past the token limit), one unpadded text per sample: padding positions
 are never seen by a real token, so their activations must not widen the ranges. The ranges are
 constants of the saved model, so a text's vector does not depend on the other texts of its
 batch. The artifact is built, sealed and renamed like every cache entry (see
-:mod:`core.onnx_export`).
+:mod:`embedding.onnx_export`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.embedding_calibration import calibration_texts
-from core.onnx_embedder import GraphRunner, ModelSpec
-from core.onnx_export import (
+from embedding.calibration import calibration_texts
+from embedding.onnx_backend import GraphRunner, ModelSpec
+from embedding.onnx_export import (
     ONNX_FILE,
     ensure_artifact,
     ensure_onnx_fp32,

@@ -9,15 +9,15 @@ Backends (setting ``embedding_backend``):
 
 - ``torch``: sentence-transformers in fp32, the quality baseline; any model works.
 - ``onnx-int8``: the transformer exported to ONNX on first use and quantized to int8 (see
-  :mod:`core.onnx_export`), run by ONNX Runtime (:mod:`core.onnx_embedder`) one text per graph
-  run, because its dynamic quantization takes activation scales from the whole run.
+  :mod:`embedding.onnx_export`), run by ONNX Runtime (:mod:`embedding.onnx_backend`) one text
+  per graph run, because its dynamic quantization takes activation scales from the whole run.
 - ``openvino-int8``: the same export statically quantized with NNCF (activation scales fixed
   at export from shipped calibration texts) and run by OpenVINO in batches
-  (:mod:`core.openvino_embedder`).
+  (:mod:`embedding.openvino_backend`).
 - ``auto``: the fastest backend that passed the quality check (mean cosine to fp32 >= 0.99 on
   the shared news texts, bbc-news MRR@10 within 0.01 of fp32, cosine >= 0.999 between a text
   embedded alone and beside texts of other lengths), as measured and recorded in
-  ``core/embedding_choice.json`` by ``newsstream bench embed``. The record is for one model:
+  ``embedding/choice.json`` by ``newsstream bench embed``. The record is for one model:
   any other model gets ``torch``, whose quality is the reference by definition. A recorded
   backend whose package is not installed is skipped for the next one that passed.
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 #: Concrete backends, in the order of the baseline first.
 BACKENDS = ("torch", "onnx-int8", "openvino-int8")
 #: The recorded measurement that decides what ``auto`` means.
-CHOICE_FILE = Path(__file__).with_name("embedding_choice.json")
+CHOICE_FILE = Path(__file__).with_name("choice.json")
 #: The Python modules each backend needs (to build its cached model, and to run it).
 _BACKEND_MODULES = {
     "torch": ("torch",),
@@ -202,8 +202,8 @@ class _TorchBackend:
 
 def _graph_backend(backend: str, settings: Settings, path: str, threads: int) -> _Backend:
     """Build (or reuse from the cache) the exported model of ``backend`` and wrap it."""
-    from core.onnx_embedder import GraphEmbedder, onnxruntime_runner, read_model_spec
-    from core.onnx_export import ensure_onnx_int8, model_cache_root, require_module
+    from embedding.onnx_backend import GraphEmbedder, onnxruntime_runner, read_model_spec
+    from embedding.onnx_export import ensure_onnx_int8, model_cache_root, require_module
 
     for module, package in (("onnxruntime", "onnxruntime"), ("onnx", "onnx")):
         require_module(module, package, backend)
@@ -221,7 +221,7 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
         # inside the graph were 20% slower still, static quantization lost too much quality.
         rows_per_run = 1
     else:
-        from core.openvino_embedder import ensure_openvino_int8, openvino_runner
+        from embedding.openvino_backend import ensure_openvino_int8, openvino_runner
 
         runner = openvino_runner(ensure_openvino_int8(cache_root, spec), threads)
         # Static quantization: scales are constants of the model, rows stay independent.

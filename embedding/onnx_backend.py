@@ -2,7 +2,7 @@
 
 What goes in: a local sentence-transformers model directory whose modules are a transformer,
 mean pooling and (optionally) normalisation, plus a function that runs the exported graph
-(onnxruntime here, OpenVINO in :mod:`core.openvino_embedder`). What comes out: float32
+(onnxruntime here, OpenVINO in :mod:`embedding.openvino_backend`). What comes out: float32
 L2-normalised vectors, one row per input text, in input order.
 
 Guarantees: texts are tokenized with the model's own fast tokenizer (``tokenizer.json``) and
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigurationError
-from core.onnx_export import INPUT_NAMES, ONNX_FILE
+from embedding.onnx_export import INPUT_NAMES, ONNX_FILE
 
 #: Runs the graph on one padded batch; returns the last hidden state (batch, seq, hidden).
 GraphRunner = Callable[[dict[str, np.ndarray]], np.ndarray]

@@ -12,7 +12,7 @@ artifact directories under ``<models dir>/<model-name>-<hash>/`` (the setting
   activation scales are computed per run over the whole input tensor, so it is run one text
   at a time (see :func:`quantize_int8`).
 
-Pooling and normalisation run in numpy after the graph (see :mod:`core.onnx_embedder`).
+Pooling and normalisation run in numpy after the graph (see :mod:`embedding.onnx_backend`).
 
 Guarantees: an artifact directory is either complete and verified or absent. Each is built in
 a temporary sibling directory, sealed with a ``manifest.json`` (size and SHA-256 of every file)
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 #: Bumped whenever the export or quantization recipe changes; part of the cache key, so an
 #: artifact built by an older recipe is never reused (2: OpenVINO calibrates on
-#: :mod:`core.embedding_calibration`, one unpadded text per sample).
+#: :mod:`embedding.calibration`, one unpadded text per sample).
 RECIPE_VERSION = "2"
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
