@@ -28,6 +28,7 @@ RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'r
 COPY newsstream ./newsstream
 COPY core ./core
 COPY embedding ./embedding
+COPY store ./store
 COPY producers ./producers
 COPY consumers ./consumers
 COPY dedup ./dedup

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.article import Article
-from core.milvus import TEXT_MAX, TITLE_MAX
 from core.text import html_to_text
+from store.schema import TEXT_MAX, TITLE_MAX
 
 
 @dataclass(frozen=True)

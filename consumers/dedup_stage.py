@@ -23,25 +23,18 @@ from typing import Any
 from pymilvus import MilvusClient, MilvusException
 
 from consumers.prepare import Prepared
+from core.errors import TransientError
 from core.metrics import DEDUP_INDEX_SIZE
-from core.milvus import (
-    SPARSE_FIELD,
-    TITLE_SPARSE_FIELD,
-    VECTOR_FIELD,
-    decode_sources,
-    encode_sources,
-    quiet_mvcc_fallback,
-)
 from core.settings import Settings
 from dedup.index import DedupIndex, IndexParams, Verdict
 from dedup.lsh import LshParams
 from dedup.memory_backend import MemoryBackend
 from dedup.signature import SignatureParams
+from store.client import quiet_mvcc_fallback
+from store.row import OtherSource
+from store.writer import ArticleWriter
 
 log = logging.getLogger(__name__)
-
-#: Sources kept per article in ``also_reported_by`` (a bounded JSON field).
-MAX_ALSO_REPORTED = 50
 
 
 def index_params(settings: Settings) -> IndexParams:
@@ -179,37 +172,20 @@ class DedupStage:
 
 
 def milvus_annotator(
-    client: MilvusClient, collection: str
+    writer: ArticleWriter,
 ) -> Callable[[dict[str, list[dict[str, str]]]], None]:
-    """Adds sources to stored articles' ``also_reported_by``: one read of every kept article of
-    a batch, a merge, one upsert of the changed rows."""
+    """Adds sources to stored articles' ``also_reported_by`` through ``writer``: one read of
+    every kept article of a batch, a merge, one upsert of the changed rows
+    (:meth:`store.writer.ArticleWriter.add_sources`)."""
 
     def annotate(pending: dict[str, list[dict[str, str]]]) -> None:
-        if not pending:
-            return
-        # Strong: a kept article may have been upserted a moment ago (even in this batch), and
-        # a Milvus server serves Bounded reads a graceful time behind the writes.
-        rows = client.get(
-            collection,
-            ids=list(pending),
-            output_fields=["*", VECTOR_FIELD],
-            consistency_level="Strong",
-        )
-        changed = []
-        for stored in rows:  # kept articles that left the collection have no row: skipped
-            row = dict(stored)
-            for computed in (SPARSE_FIELD, TITLE_SPARSE_FIELD):  # BM25 outputs, never written
-                row.pop(computed, None)
-            known = decode_sources(row.get("also_reported_by"))
-            urls = {entry.get("url") for entry in known}
-            for source in pending.get(str(row["id"]), []):
-                if source["url"] not in urls and source["url"] != row.get("url"):
-                    known.append(source)
-                    urls.add(source["url"])
-            row["also_reported_by"] = encode_sources(known[:MAX_ALSO_REPORTED])
-            row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
-            changed.append(row)
-        if changed:
-            client.upsert(collection, changed)
+        sources = {
+            article_id: [OtherSource(source=s["source"], url=s["url"]) for s in found]
+            for article_id, found in pending.items()
+        }
+        try:
+            writer.add_sources(sources)
+        except TransientError as exc:  # a short count: advisory data never holds the batch
+            log.warning("could not record other sources of %d articles: %s", len(pending), exc)
 
     return annotate

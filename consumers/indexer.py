@@ -40,8 +40,9 @@ from core.errors import InvalidMessage, TransientError
 from core.failpoints import failpoint
 from core.ids import content_hash
 from core.metrics import BATCH_SIZE, RETRIES, STAGE_SECONDS, RejectReason, Stage
-from core.milvus import TEXT_MAX, TITLE_MAX, encode_sources, truncate_utf8
 from embedding.embedder import Embedder
+from store.row import encode_sources, truncate_utf8
+from store.schema import TEXT_MAX, TITLE_MAX
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 from pymilvus import MilvusClient
 
 from consumers.story_rule import StoryFeatures, StoryRule, best_story
-from core.milvus import VECTOR_FIELD
+from store.schema import VECTOR_FIELD
 
 #: Seconds this worker remembers the seeds it created (longer than any Bounded staleness).
 RECENT_S = 30.0

@@ -35,14 +35,14 @@ from consumers.rejects import RejectSample, rejects_path
 from consumers.stories import StoryAssigner
 from consumers.story_rule import StoryRule
 from consumers.strategy import IndexingStrategyFactory
-from core.article_writer import ArticleWriter
 from core.errors import TransientError
 from core.kafka import consumer_config, ensure_topics, group_lag
 from core.metrics import CONSUMER_LAG, partition_label
-from core.milvus import milvus_client
 from core.settings import Settings
 from core.status import StatusPublisher, new_instance_id
 from embedding.embedder import Embedder
+from store.client import milvus_client
+from store.writer import ArticleWriter
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def build_worker(
             stop=stop,
             max_backoff_s=settings.worker_retry_max_backoff_s,
         )
-        dedup = DedupStage(index, milvus_annotator(client, collection))
+        dedup = DedupStage(index, milvus_annotator(writer))
     tally = OutcomeTally(worker_id or new_instance_id(f"worker-{os.getpid()}"))
     dlq_writer = DlqWriter(settings)
     indexer = Indexer(

@@ -22,8 +22,8 @@ from typing import Literal
 from pymilvus import MilvusException
 
 from core.errors import ConfigurationError
-from core.milvus import connect
 from newsstream.proctree import stop_process
+from store.client import connect
 
 LocalMilvus = Literal["server", "lite"]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from core.milvus import connect
 from newsstream.local_stack import free_port, milvus_lite_command, milvus_server_command
 from newsstream.proctree import kill_tree, tree_rss
+from store.client import connect
 
 
 @dataclass(frozen=True)

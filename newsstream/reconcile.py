@@ -26,10 +26,10 @@ from typing import Any
 from pymilvus import MilvusClient, MilvusException
 
 from core.errors import TransientError
-from core.milvus import milvus_client
 from core.settings import Settings
 from newsstream.requeue import Outgoing, requeue
 from newsstream.topic_scan import ScannedMessage, scan_consumer, scan_topic
+from store.client import milvus_client
 
 #: Ids per Milvus query (the filter lists them literally).
 CHUNK = 500

@@ -31,18 +31,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from core.article_writer import ArticleWriter
-from core.milvus import (
-    VECTOR_FIELD,
-    compact_and_wait,
-    connect,
-    encode_sources,
-    wait_for_index,
-)
 from core.settings import Settings
 from embedding.embedder import Embedder
 from newsstream.local_stack import free_port, throwaway_milvus_process, wait_for_port
 from newsstream.proctree import format_mib, stop_process, tree_memory
+from store.client import connect
+from store.compaction import compact_and_wait, wait_for_index
+from store.row import encode_sources
+from store.schema import VECTOR_FIELD
+from store.writer import ArticleWriter
 
 QUERIES = [
     "election results",

@@ -33,15 +33,18 @@ from rich.progress import Progress
 from rich.table import Table
 
 from consumers.stories import StoryAssigner
-from core.article_writer import ArticleWriter
 from core.metrics import SearchMode
-from core.milvus import VECTOR_FIELD, connect, encode_sources, wait_for_index
 from core.settings import Settings
 from embedding.embedder import Embedder
 from newsstream.local_stack import throwaway_milvus
 from search_api.filters import SearchFilters
 from search_api.ranking import collapse_stories
 from search_api.searcher import Hit, Searcher
+from store.client import connect
+from store.compaction import wait_for_index
+from store.row import encode_sources
+from store.schema import VECTOR_FIELD
+from store.writer import ArticleWriter
 
 BASELINE = {"recall@10": 0.991, "MRR@10": 0.919, "precision@10": 0.894}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")

@@ -4,7 +4,7 @@ In: an article count, the shared data dir (its news feeds are replayed by the st
 vocabulary of the bench texts) and the seconds of search load. Steps, each bounded in time:
 
 1. The configured local Milvus alone, on a throw-away newsstream data dir; N article rows are
-   written through the worker's :class:`core.article_writer.ArticleWriter` (Milvus and the
+   written through the worker's :class:`store.writer.ArticleWriter` (Milvus and the
    keyword index), flushed, indexed and compacted, and the server is stopped. The rows are
    distinct texts of words drawn from the shared feeds (~60 words, as a feed item's title and
    description), ingested over the last 60 hours, so every one of them is inside the 72-hour
@@ -41,8 +41,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from core.article_writer import ArticleWriter
-from core.milvus import compact_and_wait, connect
 from core.settings import Settings
 from embedding.embedder import Embedder
 from newsstream.local_stack import local_milvus_process
@@ -56,6 +54,9 @@ from newsstream.proctree import (
     tree_pids,
 )
 from newsstream.search_bench import _measure, _perturbed, _rows, _texts
+from store.client import connect
+from store.compaction import compact_and_wait
+from store.writer import ArticleWriter
 
 BATCH = 2_000
 WORDS_PER_TEXT = 60

@@ -31,18 +31,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from core.milvus import (
-    SPARSE_FIELD,
-    VECTOR_FIELD,
-    compact_and_wait,
-    connect,
-    ensure_collection,
-    wait_for_index,
-)
 from core.settings import Settings
 from newsstream.local_stores import STORES, StoreSpec, running_store, side_venv
 from newsstream.proctree import format_mib
 from newsstream.search_bench import QUERIES, _perturbed, _rows, _texts
+from store.client import connect
+from store.compaction import compact_and_wait, wait_for_index
+from store.schema import SPARSE_FIELD, VECTOR_FIELD, ensure_collection
 
 K = 10
 BATCH = 2_000

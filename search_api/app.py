@@ -28,7 +28,6 @@ from core.errors import InvalidRequest, TransientError
 from core.ids import is_article_id
 from core.kafka import kafka_reachable
 from core.metrics import SEARCH_REQUESTS, SEARCH_SECONDS, SearchMode
-from core.milvus import ensure_collection, milvus_client
 from core.settings import Settings
 from core.status import read_status
 from embedding.embedder import Embedder
@@ -51,6 +50,8 @@ from search_api.security import (
 from search_api.stats_view import stats_response
 from search_api.stories import StoryStore, attach_stories
 from search_api.trends_view import TREND_WINDOWS, trends_response
+from store.client import milvus_client
+from store.schema import ensure_collection
 
 log = logging.getLogger(__name__)
 

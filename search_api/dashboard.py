@@ -31,7 +31,6 @@ from pymilvus import MilvusClient, MilvusException
 from core.errors import ConfigurationError, TransientError
 from core.kafka import group_lag
 from core.metrics import SEARCH_SECONDS
-from core.milvus import milvus_client
 from core.settings import Settings
 from core.status import read_status
 from search_api.dashboard_view import (
@@ -46,6 +45,7 @@ from search_api.dashboard_view import (
     worker_totals,
 )
 from search_api.errors import error_response
+from store.client import milvus_client
 
 log = logging.getLogger(__name__)
 

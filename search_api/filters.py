@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.errors import InvalidRequest
-from core.milvus import quote_literal
+from store.expressions import quote_literal
 
 ALLOWED_FIELDS = frozenset({"source", "language", "feed_id", "published_at"})
 MAX_VALUES = 50

@@ -1,7 +1,7 @@
 """Reciprocal rank fusion of several rankings, for hybrid search done outside Milvus.
 
 Where Milvus has no BM25 (the PyPI ``milvus`` 2.3 server), hybrid search fuses the dense
-ranking from Milvus with the keyword ranking from :mod:`core.keyword_index` here, with the same
+ranking from Milvus with the keyword ranking from :mod:`store.keyword_index` here, with the same
 formula as Milvus's ``RRFRanker``: each id scores ``sum(1 / (k + rank))`` over the rankings it
 appears in (rank from 1), so ids near the top of both lists win.
 """

@@ -4,7 +4,7 @@ What goes in: a query text, ``k``, a mode and :class:`search_api.filters.SearchF
 What comes out: :class:`Hit` rows, best first. Keyword and hybrid use the collection's BM25
 field where Milvus has one (Milvus >= 2.5, Milvus Lite 3); on older servers (the PyPI ``milvus``
 2.3 server) they use the FTS5 keyword index the workers keep in the data dir
-(:mod:`core.keyword_index`), fused with the dense ranking by the same RRF formula
+(:mod:`store.keyword_index`), fused with the dense ranking by the same RRF formula
 (:mod:`search_api.fusion`). With neither, both degrade to semantic and the result says which
 mode ran. With Milvus BM25, hybrid fuses the dense ranking, the text BM25 ranking and, where
 the collection has the title's BM25 field, its best headline match (see ``TITLE_CANDIDATES``).
@@ -22,20 +22,20 @@ from typing import Any
 from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker
 
 from core.errors import TransientError
-from core.keyword_index import KeywordIndex, keyword_index_path
 from core.metrics import SearchMode
-from core.milvus import (
+from core.settings import Settings
+from embedding.embedder import Embedder
+from search_api.filters import SearchFilters, build_expression, quote
+from search_api.fusion import rrf_fuse
+from store.keyword_index import KeywordIndex, keyword_index_path
+from store.row import decode_sources
+from store.schema import (
     SPARSE_FIELD,
     TITLE_SPARSE_FIELD,
     VECTOR_FIELD,
     collection_has_bm25,
     collection_has_title_bm25,
-    decode_sources,
 )
-from core.settings import Settings
-from embedding.embedder import Embedder
-from search_api.filters import SearchFilters, build_expression, quote
-from search_api.fusion import rrf_fuse
 
 log = logging.getLogger(__name__)
 

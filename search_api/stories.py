@@ -14,7 +14,7 @@ article, its seed (whose row has ``story_id == id``).
   articles leave the story and form a new one whose id is the id of the earliest listed
   article. First the move is recorded on ``kafka_story_edits_topic`` (compacted, one message
   per moved article keyed by its id, acknowledged by the broker), then the rows are rewritten
-  in Milvus through :class:`core.article_writer.ArticleWriter`. Repeating a split gives the
+  in Milvus through :class:`store.writer.ArticleWriter`. Repeating a split gives the
   same answer and the same rows (a listed article already in the new story counts as a member
   when the edits log says a split moved it there), so a split that failed half-way (503) is
   finished by sending it again. The worker keeps a stored article's story when the article is re-published, so a
@@ -36,19 +36,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from pymilvus import MilvusClient, MilvusException
 
-from core.article_writer import ArticleWriter
 from core.errors import InvalidRequest, TransientError
 from core.ids import is_article_id
-from core.milvus import (
-    SPARSE_FIELD,
-    TITLE_SPARSE_FIELD,
-    VECTOR_FIELD,
-    decode_sources,
-    quote_literal,
-)
 from core.settings import Settings
 from search_api.errors import RETRY_AFTER_S, ErrorResponse, error_response
 from search_api.story_edits import StoryEditLog
+from store.expressions import quote_literal
+from store.row import decode_sources
+from store.schema import VECTOR_FIELD
+from store.writer import ArticleWriter
 
 log = logging.getLogger(__name__)
 
@@ -334,25 +330,12 @@ class StoryStore:
         earlier = moved_earlier(elsewhere) if elsewhere else set()
         new_story_id, remaining = plan_split(story_id, listed, wanted, members, earlier)
         record(new_story_id)
-        changed = []
-        for row in listed:
-            if row.get("story_id") == new_story_id:
-                continue  # moved by an earlier run of the same split
-            for computed in (SPARSE_FIELD, TITLE_SPARSE_FIELD):  # BM25 outputs, never written
-                row.pop(computed, None)
-            row[VECTOR_FIELD] = [float(x) for x in row[VECTOR_FIELD]]
-            row["story_id"] = new_story_id
-            changed.append(row)
-        if changed:
-            writer = ArticleWriter(self._client, self._settings, has_bm25=self._has_bm25)
-            try:
-                written = writer.upsert(changed)
-            except MilvusException as exc:
-                raise TransientError(f"Milvus unavailable: {exc}") from exc
-            if written != len(changed):
-                raise TransientError(
-                    f"Milvus acknowledged {written} of {len(changed)} moved articles"
-                )
+        # Rows an earlier run of the same split moved already are left alone by the writer.
+        writer = ArticleWriter(self._client, self._settings, has_bm25=self._has_bm25)
+        try:
+            writer.set_story([str(row["id"]) for row in listed], new_story_id)
+        except MilvusException as exc:
+            raise TransientError(f"Milvus unavailable: {exc}") from exc
         return SplitResult(
             story_id=story_id, new_story_id=new_story_id, moved=len(wanted), remaining=remaining
         )

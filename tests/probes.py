@@ -18,8 +18,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from pymilvus import MilvusException
 
-from core.milvus import connect
 from core.settings import Settings
+from store.client import connect
 
 T = TypeVar("T")
 

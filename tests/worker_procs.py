@@ -14,8 +14,8 @@ from typing import Any
 
 from core.article import Article
 from core.ids import article_id
-from core.milvus import encode_sources
 from core.settings import Settings
+from store.row import encode_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 

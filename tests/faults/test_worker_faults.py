@@ -149,8 +149,8 @@ def test_same_id_twice_in_a_batch_and_a_republished_article_keep_one_row(
     _publish(settings, [v1, v2])
     with running_worker(settings, embedder):
         _assert_oracle(settings, {ident})
-        from core.milvus import connect
         from search_api.searcher import Searcher
+        from store.client import connect
 
         client = connect(settings.milvus_uri or "")
         row = Searcher(settings, client, embedder).get(ident)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from core.article_writer import ArticleWriter
-from core.milvus import connect
 from core.settings import Settings
 from search_api.dashboard import Dashboard, index_row_count
+from store.client import connect
+from store.writer import ArticleWriter
 
 from probes import wait_until
 from worker_procs import stored_row

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from consumers.dedup_stage import REBUILD_SLICE_S, _recent_rows
-from core.article_writer import ArticleWriter
 from core.kafka import ensure_topics
-from core.milvus import MVCC_FALLBACK_WARNING, VECTOR_FIELD, connect, encode_sources
+from store.client import MVCC_FALLBACK_WARNING, connect
+from store.row import encode_sources
+from store.schema import VECTOR_FIELD
+from store.writer import ArticleWriter
 
 from probes import wait_until
 from running import running_worker

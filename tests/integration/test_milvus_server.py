@@ -17,11 +17,12 @@ import yaml
 from fastapi.testclient import TestClient
 
 from core.kafka import ensure_topics
-from core.keyword_index import KeywordIndex, keyword_index_path
-from core.milvus import collection_has_bm25, connect, ensure_collection
 from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
 from producers.publisher import Publisher
 from search_api.app import create_app
+from store.client import connect
+from store.keyword_index import KeywordIndex, keyword_index_path
+from store.schema import collection_has_bm25, ensure_collection
 
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker

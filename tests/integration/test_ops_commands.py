@@ -15,9 +15,9 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from core.kafka import ensure_topics
-from core.milvus import connect
 from core.settings import Settings
 from newsstream.cli import app
+from store.client import connect
 
 from conftest import require_shared_data
 from probes import milvus_ids, read_topic, wait_for_lag_zero, wait_until

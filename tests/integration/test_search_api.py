@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from core.article_writer import ArticleWriter
-from core.milvus import connect
 from core.settings import Settings
 from search_api.app import create_app
+from store.client import connect
+from store.writer import ArticleWriter
 
 from worker_procs import stored_row
 

@@ -21,12 +21,12 @@ import uvicorn
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from core.article_writer import ArticleWriter
-from core.milvus import connect
 from core.settings import Settings
 from newsstream.cli import app as cli
 from newsstream.local_stack import free_port
 from search_api.app import create_app
+from store.client import connect
+from store.writer import ArticleWriter
 
 from probes import wait_until
 from worker_procs import stored_row

@@ -18,13 +18,14 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from core.article_writer import ArticleWriter
 from core.ids import article_id
-from core.milvus import connect, encode_sources
 from core.settings import Settings
 from newsstream.cli import app as cli
 from newsstream.local_stack import free_port
 from search_api.app import create_app
+from store.client import connect
+from store.row import encode_sources
+from store.writer import ArticleWriter
 
 from probes import read_topic, wait_until
 from worker_procs import stored_row

@@ -11,11 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumers.dedup_stage import REBUILD_SLICE_S, _recent_rows, build_index
-from core.article_writer import ArticleWriter
 from core.kafka import ensure_topics
-from core.milvus import VECTOR_FIELD, connect, encode_sources
 from producers.publisher import Publisher
 from search_api.app import create_app
+from store.client import connect
+from store.row import encode_sources
+from store.schema import VECTOR_FIELD
+from store.writer import ArticleWriter
 
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker

@@ -11,7 +11,12 @@ import pytest
 from pymilvus import MilvusClient
 
 from core.metrics import SearchMode
-from core.milvus import (
+from core.settings import Settings
+from embedding.embedder import Embedder
+from newsstream.search_eval import mrr_ceiling, reciprocal_rank
+from search_api.filters import SearchFilters, build_expression
+from search_api.searcher import RRF_K, TITLE_CANDIDATES, Searcher
+from store.schema import (
     SPARSE_FIELD,
     TITLE_SPARSE_FIELD,
     VECTOR_FIELD,
@@ -19,11 +24,6 @@ from core.milvus import (
     _schema,
     collection_has_title_bm25,
 )
-from core.settings import Settings
-from embedding.embedder import Embedder
-from newsstream.search_eval import mrr_ceiling, reciprocal_rank
-from search_api.filters import SearchFilters, build_expression
-from search_api.searcher import RRF_K, TITLE_CANDIDATES, Searcher
 
 
 class FakeEmbedder:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import TransientError
-from core.keyword_index import MAX_QUERY_TERMS, KeywordDoc, KeywordIndex, match_expression
 from search_api.filters import SearchFilters
+from store.keyword_index import MAX_QUERY_TERMS, KeywordDoc, KeywordIndex, match_expression
 
 
 def doc(ident: str, title: str, text: str = "", **fields: object) -> KeywordDoc:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from core.milvus import decode_sources, encode_sources, milvus_version_before, quote_literal
+from store.expressions import quote_literal
+from store.row import decode_sources, encode_sources
+from store.schema import milvus_version_before
 
 SOURCES = [{"source": "a.example", "url": "https://a.example/1"}]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.milvus import index_done, serving_segments
 from newsstream.local_stores import STORES, parse_stores, store_command
 from newsstream.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
 from newsstream.store_bench import (
@@ -21,6 +20,7 @@ from newsstream.store_bench import (
     recall_at_k,
     stores_table,
 )
+from store.compaction import index_done, serving_segments
 
 
 def test_parse_stores_keeps_order_drops_duplicates_and_names_unknown_keys() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from consumers.stories import StoryAssigner
 from consumers.story_rule import StoryRule
-from core.milvus import VECTOR_FIELD
+from store.schema import VECTOR_FIELD
 
 TITLE = "Capriati out of Australian Open"
 OTHER = "Hewitt falls to Dent in Adelaide"

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from core.errors import InvalidRequest
-from core.milvus import encode_sources
 from search_api.stories import (
     MAX_TIMELINE_ARTICLES,
     SplitRequest,
@@ -16,6 +15,7 @@ from search_api.stories import (
     distinct_sources,
     plan_split,
 )
+from store.row import encode_sources
 
 SEED, A, B, C, D = (f"{n:032x}" for n in range(1, 6))
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import TransientError
-from core.milvus import quiet_mvcc_fallback
 from core.settings import Settings
+from store.client import quiet_mvcc_fallback
 
 #: Terms kept from a query (the rest are dropped): bounds the cost of one MATCH.
 MAX_QUERY_TERMS = 32
