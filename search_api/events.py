@@ -19,7 +19,7 @@ from core.metrics import SearchMode
 from core.search_events import SearchEvent, TopResult, emit_search_event, normalise_query
 from core.settings import Settings
 from search_api.filters import SearchFilters
-from search_api.searcher import Hit
+from search_api.results import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class SearchEvents:
         query: str,
         mode: SearchMode,
         filters: SearchFilters,
-        hits: Sequence[Hit],
+        hits: Sequence[SearchResult],
         latency_s: float,
     ) -> None:
         if self._producer is None:

@@ -1,7 +1,7 @@
 """Search over the articles collection: semantic, keyword (BM25) and hybrid (RRF).
 
 What goes in: a query text, ``k``, a mode and :class:`search_api.filters.SearchFilters`.
-What comes out: :class:`Hit` rows, best first. Keyword and hybrid use the collection's BM25
+What comes out: :class:`search_api.results.SearchResult` rows, best first. Keyword and hybrid use the collection's BM25
 field where Milvus has one (Milvus >= 2.5, Milvus Lite 3); on older servers (the PyPI ``milvus``
 2.3 server) they use the FTS5 keyword index the workers keep in the data dir
 (:mod:`store.keyword_index`), fused with the dense ranking by the same RRF formula
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker
@@ -27,6 +26,7 @@ from core.settings import Settings
 from embedding.embedder import Embedder
 from search_api.filters import SearchFilters, build_expression, quote
 from search_api.fusion import rrf_fuse
+from search_api.results import SearchResult
 from store.keyword_index import KeywordIndex, keyword_index_path
 from store.row import decode_sources
 from store.schema import (
@@ -60,21 +60,6 @@ RRF_K = 60
 TITLE_CANDIDATES = 1
 #: Threads that run keyword-index rankings beside the dense search.
 _KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-search")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    id: str
-    title: str
-    snippet: str
-    url: str
-    source: str
-    published_at: int | None
-    score: float
-    story_id: str
-    also_reported_by: list[dict[str, str]] = field(default_factory=list)
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -161,7 +146,7 @@ class Searcher:
         mode: SearchMode,
         filters: SearchFilters,
         offset: int = 0,
-    ) -> list[Hit]:
+    ) -> list[SearchResult]:
         """The top ``k`` hits after ``offset`` for ``query`` in ``mode`` (already effective)."""
         expr = build_expression(filters)
         limit = k + offset
@@ -315,7 +300,7 @@ class Searcher:
         )
         return {str(row["id"]): dict(row) for row in rows}
 
-    def similar(self, article_id: str, *, k: int) -> list[Hit] | None:
+    def similar(self, article_id: str, *, k: int) -> list[SearchResult] | None:
         """The ``k`` articles nearest to a stored one (itself excluded); None when unknown."""
         try:
             rows = self._client.get(
@@ -384,10 +369,10 @@ class Searcher:
         return "Loaded" in str(state.get("state", ""))
 
     @staticmethod
-    def _hit(row: Any) -> Hit:
+    def _hit(row: Any) -> SearchResult:
         entity = row.get("entity", row)
         published = entity.get("published_at") or None
-        return Hit(
+        return SearchResult(
             id=str(row.get("id", entity.get("id", ""))),
             title=entity.get("title", ""),
             snippet=snippet(entity.get("text", "")),

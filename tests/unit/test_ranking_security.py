@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from core.errors import ConfigurationError
 from core.settings import Settings
 from search_api.ranking import apply_recency, collapse_stories
-from search_api.searcher import Hit
+from search_api.results import SearchResult as Hit
 from search_api.security import (
     KeyRing,
     RateLimiter,
