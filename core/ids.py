@@ -139,5 +139,23 @@ def is_article_id(value: str) -> bool:
 
 
 def content_hash(text: str) -> str:
-    """Hash of a cleaned text, insensitive to case and white space: the exact-duplicate key."""
+    """The one content hash: sha256 of ``text`` case-folded with its white space collapsed, as
+    32 hex characters. It is given one of two inputs, each answering its own question:
+
+    - an article's cleaned text in its dedup-normalised form (``dedup.index.text_hash``): the
+      exact-duplicate key, stored in each row's ``content_hash``;
+    - a feed entry's fields as published (:func:`entry_fingerprint`): has the producer
+      delivered this version of the entry already?
+    """
     return hashlib.sha256(" ".join(text.casefold().split()).encode("utf-8")).hexdigest()[:32]
+
+
+def entry_fingerprint(title: str, summary: str, content: str) -> str:
+    """What the producer keeps of a delivered version of a feed entry: :func:`content_hash` of
+    its title, summary and content as published (HTML included).
+
+    Why not the article's content hash: a re-published entry must be sent again whatever
+    changed in it (an "UPDATE 2:" marker, a dateline, a credit, the headline alone), and the
+    dedup normalisation erases exactly those; the producer also has no cleaned text.
+    """
+    return content_hash(f"{title}\n{summary}\n{content}")

@@ -26,8 +26,9 @@ Guarantees:
 - An article is never a duplicate of itself: its own id (claimed or recorded) is ignored, so a
   redelivered or re-published article (same id, new text) is checked against the others only,
   and ``record`` replaces its previous entry.
-- Exact duplicates are found by ``core.ids.content_hash`` of the dedup-normalised text
-  (``dedup.shingles.normalise_for_dedup``): recall 1.0 for texts that normalise equally.
+- Exact duplicates are found by :func:`text_hash` (``core.ids.content_hash`` of the
+  dedup-normalised text, ``dedup.shingles.normalise_for_dedup``): recall 1.0 for texts that
+  normalise equally. The worker stores the same hash in each row's ``content_hash``.
 - Near duplicates are LSH candidates whose estimated Jaccard reaches ``lsh.threshold``; the
   best one (highest Jaccard, then smallest id) is reported.
 - Races (see ``dedup.redis_backend``): the claim is taken before the index is read and
@@ -56,6 +57,14 @@ from dedup.signature import MinHasher, Signature, SignatureMismatch, SignaturePa
 
 DEFAULT_WINDOW_S = 72 * 3600.0
 DEFAULT_CLAIM_TTL_S = 900.0
+
+
+def text_hash(text: str) -> str:
+    """The content hash of an article's cleaned text: ``core.ids.content_hash`` of its
+    dedup-normalised form. Texts with the same hash are exact duplicates to the index (a wire
+    copy with another "UPDATE 1:" marker, dateline or credit included); it is the value of a
+    stored row's ``content_hash`` and of :attr:`Verdict.content_hash`."""
+    return content_hash(normalise_for_dedup(text))
 
 
 class VerdictKind(StrEnum):

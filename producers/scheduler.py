@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from core.errors import FeedError, TransientError
-from core.ids import content_hash
+from core.ids import entry_fingerprint
 from core.metrics import (
     ENTRIES_SKIPPED_SEEN,
     FEED_FETCH_SECONDS,
@@ -184,9 +184,7 @@ class Scheduler:
         headers: dict[str, str],
         now: float,
     ) -> PollReport:
-        hashes = {
-            a.id: content_hash(f"{a.title}\n{a.summary}\n{a.content}") for a in parsed.articles
-        }
+        hashes = {a.id: entry_fingerprint(a.title, a.summary, a.content) for a in parsed.articles}
         fresh_ids = self._state.unseen(hashes.items())
         # Several entries of one feed can share an id (same link twice): publish each id once.
         unique = list({a.id: a for a in parsed.articles if a.id in fresh_ids}.values())
