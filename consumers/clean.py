@@ -3,15 +3,22 @@
 What goes in: a decoded :class:`core.article.Article`. What comes out: a
 :class:`CleanArticle` with the title and body as plain text (no markup survives) and the text
 that will be embedded and indexed. The body is the longest of the feed's content and summary.
+:class:`Clean` is the worker's step: it cleans a decoded item and leaves final ones alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from core.article import Article
+from core.metrics import STAGE_SECONDS, Stage
 from core.text import html_to_text
 from store.schema import TEXT_MAX, TITLE_MAX
+
+if TYPE_CHECKING:  # the item module imports this one (an item carries a CleanArticle)
+    from consumers.item import Item
 
 
 @dataclass(frozen=True)
@@ -39,3 +46,15 @@ def clean_article(article: Article) -> CleanArticle:
     summary = html_to_text(article.summary) if article.summary else ""
     body = content if len(content) >= len(summary) else summary
     return CleanArticle(article=article, title=title, body=body[:TEXT_MAX])
+
+
+class Clean:
+    """The clean step: in, a decoded item; out, the item with its :class:`CleanArticle`."""
+
+    def __call__(self, item: Item) -> Item:
+        if item.final or item.article is None:
+            return item
+        started = time.perf_counter()
+        clean = clean_article(item.article)
+        STAGE_SECONDS.labels(Stage.CLEAN).observe(time.perf_counter() - started)
+        return replace(item, article=None, clean=clean)

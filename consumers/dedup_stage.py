@@ -1,6 +1,6 @@
-"""Stage 4 (exact + near-duplicate check) and stage 7 (record dedup state) of the worker.
+"""The worker's dedup stages: exact + near-duplicate check, and recording dedup state.
 
-What goes in: a batch's surviving :class:`consumers.prepare.Prepared` items. What comes out of
+What goes in: a batch's surviving :class:`consumers.item.Item` items. What comes out of
 :meth:`DedupStage.partition`: the items to embed and index, and the duplicates (exact by content
 hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not embedded; the
 kept article records the duplicate's source and URL in ``also_reported_by`` (applied in
@@ -11,20 +11,24 @@ indexer calls :meth:`record` after the upsert), so a crash in between can never 
 a duplicate of itself. With the Redis backend the index is shared by all workers and an atomic
 claim makes sure that of two near-duplicates checked at the same moment at most one survives.
 With the memory backend the index is rebuilt at start from the window of recent rows in Milvus.
+:class:`CheckDuplicates` is the worker's step around :meth:`DedupStage.partition` (the record
+half is :class:`consumers.record.RecordDedupState`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pymilvus import MilvusClient, MilvusException
 
-from consumers.prepare import Prepared
+from consumers.item import Batch, Item
+from consumers.retry import retry_transient
 from core.errors import TransientError
-from core.metrics import DEDUP_INDEX_SIZE
+from core.metrics import DEDUP_INDEX_SIZE, STAGE_SECONDS, Stage
 from core.settings import Settings
 from dedup.index import DedupIndex, IndexParams, Verdict
 from dedup.lsh import LshParams
@@ -118,6 +122,46 @@ def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
         start = upper
 
 
+class Deduplicator(Protocol):
+    """What the dedup, embed and record steps need from the dedup stage."""
+
+    def partition(self, items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+        """Split into (to index, duplicates); duplicates are recorded on their kept article."""
+        ...
+
+    def extra_fields(self, item: Item) -> dict[str, Any]:
+        """Row fields decided by dedup (the content hash)."""
+        ...
+
+    def record(self, items: Sequence[Item]) -> None:
+        """Remember indexed items (called only after Milvus acknowledged them)."""
+        ...
+
+
+class CheckDuplicates:
+    """The dedup step (per batch): in, a batch; out, its survivors split into the ones to embed
+    and the duplicates (not embedded). A dedup backend outage is retried until ``stop``."""
+
+    def __init__(self, dedup: Deduplicator, *, stop: threading.Event, max_backoff_s: float) -> None:
+        self._dedup = dedup
+        self._stop = stop
+        self._max_backoff_s = max_backoff_s
+
+    def __call__(self, batch: Batch) -> Batch:
+        if not batch.survivors:
+            return batch
+        survivors = batch.survivors
+        started = time.monotonic()
+        batch.survivors, batch.duplicates = retry_transient(
+            lambda: self._dedup.partition(survivors),
+            dependency="dedup",
+            stop=self._stop,
+            max_backoff_s=self._max_backoff_s,
+        )
+        STAGE_SECONDS.labels(Stage.DEDUP).observe(time.monotonic() - started)
+        return batch
+
+
 class DedupStage:
     """The worker's dedup stage (see the module docstring)."""
 
@@ -131,10 +175,10 @@ class DedupStage:
         self._verdicts: dict[str, Verdict] = {}
         self._pending: dict[str, list[dict[str, str]]] = {}
 
-    def partition(self, items: Sequence[Prepared]) -> tuple[list[Prepared], list[Prepared]]:
+    def partition(self, items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
         now = time.time()
-        keep: list[Prepared] = []
-        duplicates: list[Prepared] = []
+        keep: list[Item] = []
+        duplicates: list[Item] = []
         for item in items:
             assert item.clean is not None
             article = item.clean.article
@@ -150,11 +194,11 @@ class DedupStage:
                 self._verdicts[article.id] = verdict
         return keep, duplicates
 
-    def extra_fields(self, item: Prepared) -> dict[str, Any]:
+    def extra_fields(self, item: Item) -> dict[str, Any]:
         verdict = self._verdicts.get(item.article_id or "")
         return {"content_hash": verdict.content_hash} if verdict else {}
 
-    def record(self, items: Sequence[Prepared]) -> None:
+    def record(self, items: Sequence[Item]) -> None:
         now = time.time()
         for item in items:
             article_id = item.article_id or ""

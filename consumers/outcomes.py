@@ -1,10 +1,10 @@
 """The worker's outcome tally: every consumed message ends in exactly one outcome.
 
 What "consumed" means: a message is counted, with its outcome, when the worker commits its
-offset (:class:`CommitAndCount`, the last step of the chain). Delivery is at-least-once: after
-a rebalance or a restart, messages whose offsets were not committed are delivered again, and
-a batch may even be finished by a worker that just lost its partitions (arroyo's join timeout
-at a revocation, or a shutdown). Such a batch is not counted where its commit never happened,
+offset (:class:`consumers.commit.CommitAndCount`, the last step of the chain). Delivery is
+at-least-once: after a rebalance or a restart, messages whose offsets were not committed are
+delivered again, and a batch may even be finished by a worker that just lost its partitions
+(arroyo's join timeout at a revocation, or a shutdown). Such a batch is not counted where its commit never happened,
 only where it did, so a re-delivered message counts once. With the group at lag 0, the sum of
 ``consumed`` over the workers equals the messages in the topic, and per worker and in total:
 ``consumed == indexed + duplicate + rejected + dlq`` (the conservation check).
@@ -26,9 +26,6 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from arroyo.processing.strategies import ProcessingStrategy
-from arroyo.types import Commit, FilteredPayload, Message
 
 from core.metrics import MESSAGES_CONSUMED, OUTCOMES, TIME_TO_SEARCHABLE, Outcome, RejectReason
 
@@ -119,34 +116,3 @@ class OutcomeTally:
             f"tts_p{int(q * 100)}_s": ordered[min(len(ordered) - 1, int(q * len(ordered)))]
             for q in (0.5, 0.95, 0.99)
         }
-
-
-class CommitAndCount(ProcessingStrategy[IndexReport | FilteredPayload]):
-    """The last step of the worker's chain: commit a batch's offsets, then count its report.
-
-    It replaces arroyo's ``CommitOffsets``, whose commits are throttled to one a second: a
-    step that counts on commit has to know the commit happened, so each batch is committed
-    when it arrives (a synchronous commit per batch: a few per second at full speed). A
-    commit that raises leaves the batch uncounted (it will be delivered again).
-    """
-
-    def __init__(self, commit: Commit, tally: OutcomeTally) -> None:
-        self._commit = commit
-        self._tally = tally
-
-    def submit(self, message: Message[IndexReport | FilteredPayload]) -> None:
-        self._commit(message.committable, force=True)
-        if isinstance(message.payload, IndexReport):
-            self._tally.count(message.payload)
-
-    def poll(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def terminate(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        self._commit({}, force=True)

@@ -19,18 +19,30 @@ this order (the first that applies wins):
 
 Long texts are never rejected (the embedder truncates them to the model's limit). The gate is
 pure: no I/O, the language model ships inside the ``py3langid`` package and loads once.
+
+:class:`QualityGate` is the worker's step around it: a rejected item gets its reason (a final
+outcome), and is also kept in the bounded reject sample when one is given
+(:mod:`consumers.rejects`, shown by ``newsstream rejects``); the sample is advisory, so a failed
+write is logged and the message goes on to its outcome.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from consumers.clean import CleanArticle
-from core.metrics import RejectReason
+from consumers.item import Item
+from consumers.rejects import RejectSample
+from core.metrics import STAGE_SECONDS, RejectReason, Stage
+
+log = logging.getLogger(__name__)
 
 #: 1990-01-01T00:00:00Z: anything earlier in a news feed is a parse artefact.
 EARLIEST_PUBLISHED = 631_152_000
@@ -175,3 +187,54 @@ def _is_spam(text: str, words: list[str], letters: int) -> bool:
         if max(counts.values()) > 0.3 * len(words):
             return True
     return len(set(m.casefold() for m in _SPAM_PHRASES.findall(text))) >= 2
+
+
+class QualityGate:
+    """The quality step: in, a cleaned item; out, the same item, or a rejected one."""
+
+    def __init__(
+        self,
+        *,
+        min_chars: int,
+        min_words: int = 5,
+        allowed_languages: frozenset[str] | None = None,
+        max_future_s: float = 86_400.0,
+        rejects: RejectSample | None = None,
+    ) -> None:
+        self._min_chars = min_chars
+        self._min_words = min_words
+        self._languages = allowed_languages
+        self._max_future_s = max_future_s
+        self._rejects = rejects
+
+    def __call__(self, item: Item) -> Item:
+        if item.final or item.clean is None:
+            return item
+        started = time.perf_counter()
+        reason = check_quality(
+            item.clean,
+            min_chars=self._min_chars,
+            min_words=self._min_words,
+            allowed_languages=self._languages,
+            max_future_s=self._max_future_s,
+        )
+        STAGE_SECONDS.labels(Stage.QUALITY).observe(time.perf_counter() - started)
+        if reason is None:
+            return item
+        self._sample(reason, item.clean)
+        return replace(item, clean=None, reject=reason)
+
+    def _sample(self, reason: RejectReason, clean: CleanArticle) -> None:
+        if self._rejects is None:
+            return
+        article = clean.article
+        try:
+            self._rejects.add(
+                reason=reason.value,
+                article_id=article.id,
+                title=clean.title,
+                url=article.url or "",
+                text=clean.text,
+            )
+        except sqlite3.Error as exc:  # advisory: never hold or fail a message for the sample
+            log.warning("could not keep rejected article %s in the sample: %s", article.id, exc)

@@ -18,6 +18,10 @@ waits for the server's next time tick (200 ms on the 2.3 server) on every batch,
 the worker's ingest rate. Seeds another worker wrote within the staleness bound may be missed,
 as rows another worker is writing at the same moment always could be: the article then starts
 its own story.
+
+:class:`AssignStories` is the worker's step around :class:`StoryAssigner`: in, a batch with its
+rows; out, the same rows with ``story_id`` set, before they are upserted (a Milvus outage is
+retried until ``stop``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Protocol
 
 from pymilvus import MilvusClient
 
+from consumers.item import Batch
+from consumers.retry import retry_transient
 from consumers.story_rule import StoryFeatures, StoryRule, best_story
 from store.schema import VECTOR_FIELD
 
@@ -173,3 +179,31 @@ class StoryAssigner:
         self._cache.move_to_end(seed.id)
         while len(self._cache) > SEED_CACHE_MAX:
             self._cache.popitem(last=False)
+
+
+class StoryClusters(Protocol):
+    """What the story step needs: something that sets ``story_id`` on rows."""
+
+    def assign(self, rows: list[dict[str, Any]]) -> None: ...
+
+
+class AssignStories:
+    """The story step (see the module docstring)."""
+
+    def __init__(
+        self, stories: StoryClusters, *, stop: threading.Event, max_backoff_s: float
+    ) -> None:
+        self._stories = stories
+        self._stop = stop
+        self._max_backoff_s = max_backoff_s
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = batch.rows
+        if rows:
+            retry_transient(
+                lambda: self._stories.assign(rows),
+                dependency="milvus",
+                stop=self._stop,
+                max_backoff_s=self._max_backoff_s,
+            )
+        return batch

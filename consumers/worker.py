@@ -25,16 +25,14 @@ from arroyo.processing import StreamProcessor
 from arroyo.types import Topic
 from confluent_kafka import KafkaException
 
+from consumers.chain import WorkerChain, build_steps
 from consumers.consumer import ResumeSafeKafkaConsumer
-from consumers.dedup_stage import DedupStage, build_index, milvus_annotator
-from consumers.dlq import DlqWriter
-from consumers.indexer import Abandoned, DedupStep, Indexer, retry_transient
+from consumers.dedup_stage import Deduplicator, DedupStage, build_index, milvus_annotator
+from consumers.dlq import DlqBreaker, DlqFlood, DlqWriter
 from consumers.outcomes import OutcomeTally
-from consumers.prepare import DlqFlood, Preparer
-from consumers.rejects import RejectSample, rejects_path
+from consumers.retry import Abandoned, retry_transient
 from consumers.stories import StoryAssigner
 from consumers.story_rule import StoryRule
-from consumers.strategy import IndexingStrategyFactory
 from core.errors import TransientError
 from core.kafka import consumer_config, ensure_topics, group_lag
 from core.metrics import CONSUMER_LAG, partition_label
@@ -46,10 +44,6 @@ from store.writer import ArticleWriter
 
 log = logging.getLogger(__name__)
 
-#: The circuit breaker: stop when this many messages in a row, or this share (after at least
-#: 200 messages), are poison.
-DLQ_MAX_CONSECUTIVE = 100
-DLQ_MAX_RATIO = 0.5
 #: Exit code of a worker stopped by the DLQ circuit breaker.
 EXIT_DLQ_FLOOD = 3
 
@@ -115,7 +109,7 @@ def build_worker(
     settings: Settings,
     stop: threading.Event,
     embedder: Embedder | None = None,
-    dedup: DedupStep | None = None,
+    dedup: Deduplicator | None = None,
     worker_id: str | None = None,
 ) -> Worker:
     """Everything the worker needs, connected and checked; raises on bad configuration."""
@@ -159,12 +153,10 @@ def build_worker(
         dedup = DedupStage(index, milvus_annotator(writer))
     tally = OutcomeTally(worker_id or new_instance_id(f"worker-{os.getpid()}"))
     dlq_writer = DlqWriter(settings)
-    indexer = Indexer(
+    per_message, per_batch = build_steps(
+        settings,
         embedder=embedder,
         upsert=writer.upsert,
-        tally=tally,
-        stop=stop,
-        dlq=dlq_writer,
         dedup=dedup,
         stories=StoryAssigner(
             client,
@@ -172,33 +164,18 @@ def build_worker(
             rule=StoryRule(window_s=settings.story_window_hours * 3600),
             consistency=settings.milvus_search_consistency,
         ),
-        max_backoff_s=settings.worker_retry_max_backoff_s,
-        max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
-    )
-    preparer = Preparer(
+        dlq=dlq_writer,
+        # One breaker for the worker's life: a flood is judged across batches and assignments.
+        breaker=DlqBreaker(),
         tally=tally,
-        max_message_bytes=settings.worker_max_message_bytes,
-        min_text_chars=settings.worker_min_text_chars,
-        max_dlq_ratio=DLQ_MAX_RATIO,
-        max_consecutive_poison=DLQ_MAX_CONSECUTIVE,
-        min_words=settings.quality_min_words,
-        allowed_languages=(
-            frozenset(settings.quality_allowed_languages)
-            if settings.quality_allowed_languages
-            else None
-        ),
-        max_future_s=settings.quality_max_future_s,
-        rejects=(
-            RejectSample(rejects_path(settings.data_dir), per_reason=settings.rejects_per_reason)
-            if settings.rejects_per_reason
-            else None
-        ),
+        stop=stop,
     )
 
     def make_processor() -> StreamProcessor[Any]:
-        factory = IndexingStrategyFactory(
-            preparer=preparer,
-            indexer=indexer,
+        factory = WorkerChain(
+            per_message=per_message,
+            per_batch=per_batch,
+            tally=tally,
             batch_size=settings.worker_batch_size,
             batch_time_s=settings.worker_batch_time_s,
             max_pending_batches=settings.worker_max_pending_batches,

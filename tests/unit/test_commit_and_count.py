@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from arroyo.types import BrokerValue, FilteredPayload, Message, Partition, Topic
 
-from consumers.outcomes import CommitAndCount, IndexReport, OutcomeTally
+from consumers.commit import CommitAndCount
+from consumers.outcomes import IndexReport, OutcomeTally
 from core.metrics import RejectReason
 
 PARTITION = Partition(Topic("articles"), 0)

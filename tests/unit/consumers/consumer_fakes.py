@@ -1,0 +1,235 @@
+"""In-process stand-ins for what the worker's steps talk to outside the process: the model,
+Milvus (the upsert and the story search) and the DLQ broker. Each can be switched "away" (an
+outage: it raises a transient error) and records what it acknowledged, in one shared event log
+with the commits, so a test can check the order things happened in."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from consumers.item import Origin
+from core.article import Article
+from core.errors import TransientError
+from core.ids import article_id
+
+DIM = 8
+PUBLISHED = 1_700_000_000
+#: Marks a text whose embedding comes back unusable (NaN), as a broken model would return it.
+NAN_MARK = "zzznanzzz"
+
+_WORDS = [
+    "harbour",
+    "council",
+    "river",
+    "budget",
+    "school",
+    "storm",
+    "election",
+    "hospital",
+    "railway",
+    "bridge",
+    "farmers",
+    "museum",
+    "festival",
+    "court",
+    "minister",
+    "police",
+    "market",
+    "energy",
+    "water",
+    "housing",
+    "airport",
+    "science",
+    "football",
+    "concert",
+    "library",
+    "village",
+    "forest",
+    "island",
+    "mayor",
+    "teachers",
+    "doctors",
+    "nurses",
+    "strike",
+    "company",
+    "factory",
+    "prices",
+    "wages",
+    "taxes",
+    "exports",
+    "harvest",
+    "drought",
+    "flood",
+    "wildfire",
+    "volcano",
+    "earthquake",
+    "satellite",
+    "rocket",
+    "telescope",
+    "vaccine",
+    "trial",
+    "verdict",
+    "protest",
+    "parliament",
+    "senate",
+    "treaty",
+    "border",
+    "ferry",
+    "tunnel",
+    "highway",
+    "cyclists",
+    "marathon",
+    "orchestra",
+    "painter",
+    "novelist",
+]
+
+
+def article(
+    n: int, *, text: str | None = None, title: str | None = None, url: str | None = None
+) -> Article:
+    """Article ``n``: an English text of its own (no two share enough to be near-duplicates)."""
+    rng = random.Random(n)
+    body = text or (
+        "Officials said the "
+        + " ".join(rng.choice(_WORDS) for _ in range(40))
+        + " would be reviewed next week."
+    )
+    link = url or f"https://example.org/news/{n}"
+    return Article(
+        id=article_id(link=link),
+        url=link,
+        source="example.org",
+        feed_id="f",
+        title=title
+        if title is not None
+        else f"Report {n} on the " + " ".join(rng.sample(_WORDS, 4)),
+        summary=body,
+        published_at=PUBLISHED,
+    )
+
+
+def origin(offset: int, value: bytes = b"x") -> Origin:
+    return Origin(
+        topic="news.articles", partition=0, offset=offset, key=None, value=value, headers=()
+    )
+
+
+class Events:
+    """One ordered log shared by the fakes and the commit recorder."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.log: list[tuple[str, Any]] = []
+
+    def add(self, what: str, detail: Any) -> None:
+        with self._lock:
+            self.log.append((what, detail))
+
+    def index(self, what: str, predicate: Any = None) -> int:
+        with self._lock:
+            for n, (name, detail) in enumerate(self.log):
+                if name == what and (predicate is None or predicate(detail)):
+                    return n
+        raise AssertionError(f"no {what} event in {self.log}")
+
+
+class FakeEmbedder:
+    """Deterministic vectors of ``DIM``; NaN for a text holding :data:`NAN_MARK`."""
+
+    model_name = "fake-model"
+    dimension = DIM
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        vectors = np.zeros((len(texts), DIM), dtype=np.float32)
+        for n, text in enumerate(texts):
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:4]))
+            vectors[n] = rng.random(DIM) + 0.1
+            if NAN_MARK in text:
+                vectors[n, 0] = np.nan
+        return vectors
+
+
+class FakeMilvus:
+    """The upsert: stores rows by id; while ``away`` it raises a transient error; while
+    ``hold`` is clear it blocks (a slow acknowledgement)."""
+
+    def __init__(self, events: Events | None = None) -> None:
+        self.events = events or Events()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.away = False
+        self.hold = threading.Event()
+        self.hold.set()
+        self.calls = 0
+        self.short_counts = 0  # upserts that acknowledge one row less than sent
+
+    def upsert(self, rows: list[dict[str, Any]]) -> int:
+        self.calls += 1
+        self.hold.wait()
+        if self.away:
+            raise TransientError("Milvus is away")
+        if self.short_counts:
+            self.short_counts -= 1
+            return len(rows) - 1
+        for row in rows:
+            self.rows[row["id"]] = row
+        self.events.add("upsert", [row["id"] for row in rows])
+        return len(rows)
+
+
+class FakeDlq:
+    """The DLQ sink: records what it acknowledged; while ``away`` it raises a transient error."""
+
+    def __init__(self, events: Events | None = None) -> None:
+        self.events = events or Events()
+        self.sent: list[tuple[Origin, str]] = []
+        self.away = False
+        self.attempts = 0
+
+    def send(self, items: list[tuple[Origin, str]], timeout_s: float = 30.0) -> None:
+        self.attempts += 1
+        if self.away:
+            raise TransientError("DLQ broker is away")
+        self.sent.extend(items)
+        self.events.add("dlq", [origin.offset for origin, _ in items])
+
+
+class OwnStories:
+    """Story clustering that gives every row its own story (records the rows it saw)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def assign(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.seen.append(row["id"])
+            row["story_id"] = row["id"]
+
+
+class RecordingDedup:
+    """A real dedup stage whose ``record`` calls go into the event log."""
+
+    def __init__(self, inner: Any, events: Events) -> None:
+        self._inner = inner
+        self._events = events
+
+    def partition(self, items: Any) -> Any:
+        return self._inner.partition(items)
+
+    def extra_fields(self, item: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._inner.extra_fields(item)
+        return result
+
+    def record(self, items: Any) -> None:
+        self._events.add("record", [item.article_id for item in items])
+        self._inner.record(items)

@@ -1,0 +1,157 @@
+"""The per-batch steps: in-batch superseding, dedup, embed, story, upsert, record."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from consumer_fakes import NAN_MARK, FakeEmbedder, FakeMilvus, OwnStories, article, origin
+
+from consumers.clean import Clean
+from consumers.dedup_stage import CheckDuplicates, DedupStage, index_params
+from consumers.embed import Embed
+from consumers.item import Batch, Item
+from consumers.outcomes import OutcomeTally
+from consumers.record import RecordDedupState
+from consumers.retry import Abandoned
+from consumers.stories import AssignStories
+from consumers.upsert import Upsert
+from core.article import Article
+from core.errors import TransientError
+from core.metrics import RejectReason
+from core.settings import Settings
+from dedup.index import DedupIndex
+from dedup.memory_backend import MemoryBackend
+
+STOP = threading.Event()  # never set: the steps retry for as long as an outage lasts
+
+
+def _item(a: Article, offset: int = 0, produced_at_ms: int | None = None) -> Item:
+    return Clean()(Item(produced_at_ms=produced_at_ms, origin=origin(offset), article=a))
+
+
+def _dedup() -> DedupStage:
+    params = index_params(Settings())
+    return DedupStage(DedupIndex(MemoryBackend(params), params))
+
+
+def test_a_batch_keeps_the_last_version_of_an_id_and_reports_every_message() -> None:
+    first, second = article(1, text="first version " * 10), article(1, text="second one " * 10)
+    items = [
+        _item(first, 0),
+        Item(produced_at_ms=None, reject=RejectReason.SPAM),
+        Item(produced_at_ms=None, poison="{}"),
+        _item(second, 3),
+    ]
+    batch = Batch.of(items)
+    assert [i.clean.article for i in batch.survivors if i.clean] == [second]
+    assert (batch.rejected, batch.superseded, len(batch.poison)) == (1, 1, 1)
+    report = Embed(FakeEmbedder())(batch).report()
+    assert report.indexed == 1
+    assert report.consumed == 4 == report.indexed + report.duplicate + report.rejected + report.dlq
+    assert report.rejected_by_reason == {RejectReason.SPAM: 1}
+
+
+def test_dedup_sets_aside_an_exact_duplicate_of_an_indexed_article() -> None:
+    dedup = _dedup()
+    step = CheckDuplicates(dedup, stop=STOP, max_backoff_s=0.01)
+    text = "The same wire story, word for word, published by two sites on the same day."
+    kept = step(Batch.of([_item(article(1, text=text, title="Wire", url="https://a.example/1"))]))
+    assert len(kept.survivors) == 1 and not kept.duplicates
+    dedup.record(kept.survivors)
+    copy = step(
+        Batch.of([_item(article(2, text=text, title="Wire", url="https://b.example/2"), 1)])
+    )
+    assert not copy.survivors and len(copy.duplicates) == 1
+    assert copy.report().duplicate == 1
+
+
+def test_dedup_waits_out_an_outage_of_its_backend() -> None:
+    dedup = _dedup()
+    failures = iter([TransientError("redis away"), TransientError("still away")])
+
+    class Flaky:
+        def partition(self, items: Any) -> Any:
+            for failure in failures:
+                raise failure
+            return dedup.partition(items)
+
+        def extra_fields(self, item: Item) -> dict[str, Any]:
+            return {}
+
+        def record(self, items: Any) -> None:
+            pass
+
+    batch = CheckDuplicates(Flaky(), stop=STOP, max_backoff_s=0.01)(Batch.of([_item(article(1))]))
+    assert len(batch.survivors) == 1
+
+
+def test_embed_embeds_only_the_survivors_and_makes_poison_of_an_unusable_vector() -> None:
+    embedder = FakeEmbedder()
+    good, broken = _item(article(1), 0), _item(article(2, text=f"{NAN_MARK} " * 10), 1)
+    batch = Batch.of([good, broken, Item(produced_at_ms=None, reject=RejectReason.EMPTY)])
+    batch = Embed(embedder, extra_fields=lambda item: {"content_hash": "h"})(batch)
+    assert len(embedder.calls) == 1 and len(embedder.calls[0]) == 2  # one call, survivors only
+    assert batch.indexed == [good]
+    assert [row["id"] for row in batch.rows] == [article(1).id]
+    row = batch.rows[0]
+    assert (
+        len(row["embedding"]) == 8 and row["content_hash"] == "h" and row["model"] == "fake-model"
+    )
+    assert [item for item, _ in batch.poison] == [broken]
+    assert json.loads(batch.poison[0][1])["stage"] == "embed"
+    assert batch.report().dlq == 1
+
+
+def test_embed_does_not_call_the_model_for_a_batch_without_survivors() -> None:
+    embedder = FakeEmbedder()
+    Embed(embedder)(Batch.of([Item(produced_at_ms=None, reject=RejectReason.EMPTY)]))
+    assert embedder.calls == []
+
+
+def _embedded(*articles: Article) -> Batch:
+    items = [_item(a, n, produced_at_ms=1) for n, a in enumerate(articles)]
+    return Embed(FakeEmbedder())(Batch.of(items))
+
+
+def test_story_sets_the_story_of_every_row() -> None:
+    stories = OwnStories()
+    batch = AssignStories(stories, stop=STOP, max_backoff_s=0.01)(_embedded(article(1), article(2)))
+    assert stories.seen == [article(1).id, article(2).id]
+    assert all(row["story_id"] == row["id"] for row in batch.rows)
+
+
+def test_upsert_retries_a_short_count_until_every_row_is_acknowledged() -> None:
+    milvus, tally = FakeMilvus(), OutcomeTally("w")
+    milvus.short_counts = 2
+    Upsert(milvus.upsert, tally, stop=STOP, max_backoff_s=0.01)(_embedded(article(1), article(2)))
+    assert milvus.calls == 3
+    assert set(milvus.rows) == {article(1).id, article(2).id}
+    assert tally.snapshot()["tts_samples"] == 2
+
+
+def test_upsert_abandons_the_batch_when_the_worker_stops_during_an_outage() -> None:
+    milvus, stop = FakeMilvus(), threading.Event()
+    milvus.away = True
+    upsert = Upsert(milvus.upsert, OutcomeTally("w"), stop=stop, max_backoff_s=0.01)
+    stop.set()
+    with pytest.raises(Abandoned):
+        upsert(_embedded(article(1)))
+    assert not milvus.rows
+
+
+def test_record_remembers_only_indexed_articles() -> None:
+    dedup = _dedup()
+    check = CheckDuplicates(dedup, stop=STOP, max_backoff_s=0.01)
+    record = RecordDedupState(dedup, stop=STOP, max_backoff_s=0.01)
+    text = "A story that two sites carried word for word on the very same afternoon."
+    batch = Embed(FakeEmbedder())(check(Batch.of([_item(article(1, text=text, title="Wire"), 0)])))
+    # Not recorded yet (as after a crash before the upsert): the article is no duplicate of
+    # itself when it is consumed again.
+    again = check(Batch.of([_item(article(1, text=text, title="Wire"), 0)]))
+    assert len(again.survivors) == 1
+    record(batch)
+    copy = check(Batch.of([_item(article(2, text=text, title="Wire"), 1)]))
+    assert not copy.survivors

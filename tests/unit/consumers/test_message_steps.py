@@ -1,0 +1,77 @@
+"""The per-message steps: decode + validate, clean, quality gate."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import BrokerValue, Message, Partition, Topic
+from consumer_fakes import article
+
+from consumers.clean import Clean
+from consumers.decode import Decode
+from consumers.item import Item
+from consumers.quality import QualityGate
+from consumers.rejects import RejectSample
+from core.metrics import RejectReason
+
+PARTITION = Partition(Topic("news.articles"), 3)
+
+
+def _message(value: bytes | None, offset: int = 7, **headers: bytes) -> Message[KafkaPayload]:
+    payload = KafkaPayload(b"key", value, list(headers.items()))
+    return Message(BrokerValue(payload, PARTITION, offset, datetime.now(UTC)))
+
+
+def test_decode_turns_a_valid_message_into_an_article_with_its_origin() -> None:
+    a = article(1)
+    item = Decode(max_message_bytes=100_000)(_message(a.to_bytes(), produced_at=b"1234"))
+    assert item.article == a and item.poison is None and not item.final
+    assert item.produced_at_ms == 1234
+    assert item.origin is not None
+    assert (item.origin.topic, item.origin.partition, item.origin.offset) == ("news.articles", 3, 7)
+    assert item.origin.value == a.to_bytes() and item.origin.key == b"key"
+
+
+def test_decode_makes_poison_of_broken_json_and_keeps_the_original_bytes() -> None:
+    item = Decode(max_message_bytes=100_000)(_message(b"{broken"))
+    assert item.final and item.article is None and item.poison is not None
+    reason = json.loads(item.poison)
+    assert (reason["stage"], reason["error_class"]) == ("decode", "InvalidMessage")
+    assert item.origin is not None and item.origin.value == b"{broken"
+
+
+def test_decode_makes_poison_of_a_message_over_the_size_cap() -> None:
+    value = article(2).to_bytes()
+    item = Decode(max_message_bytes=len(value) - 1)(_message(value))
+    assert item.poison is not None and "over" in json.loads(item.poison)["message"]
+    assert Decode(max_message_bytes=len(value))(_message(value)).poison is None
+
+
+def test_a_bad_produced_at_header_is_ignored() -> None:
+    item = Decode(max_message_bytes=100_000)(_message(article(3).to_bytes(), produced_at=b"x"))
+    assert item.produced_at_ms is None and item.article is not None
+
+
+def test_clean_turns_html_into_text_and_leaves_final_items_alone() -> None:
+    a = article(4, text="<p>The <b>storm</b> reached the coast &amp; cut power.</p>")
+    item = Clean()(Item(produced_at_ms=None, article=a))
+    assert item.clean is not None and item.article is None
+    assert item.clean.body == "The storm reached the coast & cut power."
+    poison = Item(produced_at_ms=None, poison="{}")
+    assert Clean()(poison) is poison
+
+
+def test_quality_rejects_with_a_reason_and_keeps_a_sample(tmp_path: Path) -> None:
+    with RejectSample(tmp_path / "rejects.sqlite3") as sample:
+        gate = QualityGate(min_chars=40, rejects=sample)
+        short = Clean()(Item(produced_at_ms=None, article=article(5, text="Too short.", title="")))
+        rejected = gate(short)
+        assert rejected.final and rejected.clean is None
+        assert rejected.reject is RejectReason.TOO_SHORT
+        assert [i.article_id for i in sample.items()] == [article(5, text="x").id]
+        good = Clean()(Item(produced_at_ms=None, article=article(6)))
+        assert gate(good) is good
+        assert sample.counts() == {"too_short": 1}
