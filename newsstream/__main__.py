@@ -1,3 +1,3 @@
-from newsstream.cli import main
+from newsstream.cli.app import main
 
 main()

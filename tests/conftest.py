@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from newsstream.local_stack import (
+from newsstream.stack.launchers import (
     free_port,
     local_milvus_command,
     tansu_command,
     wait_for_milvus,
     wait_for_port,
 )
-from newsstream.proctree import stop_process
+from newsstream.stack.proctree import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from newsstream.local_stack import free_port
+from newsstream.stack.launchers import free_port
 
 
 def free_port_range(count: int) -> int:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from newsstream.proctree import alive, tree_pids
+from newsstream.stack.proctree import alive, tree_pids
 
 from probes import wait_until
 from up_process import start_up, up_env, wait_for_api

@@ -22,8 +22,8 @@ from core.article import Article
 from core.kafka import ensure_topics
 from core.settings import Settings
 from core.status import read_status
-from newsstream.local_stack import free_port, milvus_lite_command, tansu_command
-from newsstream.proctree import stop_process
+from newsstream.stack.launchers import free_port, milvus_lite_command, tansu_command
+from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
 
 from conftest import LocalServer, require_shared_data

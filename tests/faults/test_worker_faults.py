@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 from core.article import Article
 from core.kafka import ensure_topics
 from core.settings import Settings
-from newsstream.proctree import stop_process
+from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
 
 from conftest import require_shared_data

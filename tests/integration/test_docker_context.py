@@ -38,7 +38,7 @@ MUST_NOT_SEND = [
     "dist/newsstream-0.1.0-py3-none-any.whl",
     "newsstream.egg-info/PKG-INFO",
     "core/__pycache__/settings.cpython-311.pyc",
-    "newsstream/commands/__pycache__/trends.cpython-311.pyc",
+    "newsstream/cli/__pycache__/trends.cpython-311.pyc",
     "consumers/worker.pyc",
     "tests/unit/test_compose_file.py",
     "docs/deploy.md",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from newsstream.cli import app
-from newsstream.replay import ReplayServer
+from newsstream.cli.app import app
+from newsstream.stack.replay import ReplayServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from consumers.clean import clean_article
 from consumers.quality import check_quality
-from newsstream.replay import ReplayServer
+from newsstream.stack.replay import ReplayServer
 from producers.parser import parse_feed
 from producers.service import build_scheduler
 from search_api.app import create_app

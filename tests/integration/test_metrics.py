@@ -21,7 +21,7 @@ from core.article import Article
 from core.kafka import ensure_topics, group_lag
 from core.metrics import FetchResult, Outcome, RejectReason, SearchMode, Stage
 from core.settings import Settings
-from newsstream.proctree import stop_process
+from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
 from search_api.app import create_app
 

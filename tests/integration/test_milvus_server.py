@@ -1,6 +1,6 @@
 """The embedded default store: the PyPI ``milvus`` 2.3 server (no BM25, no group_by).
 
-Against a real server of that kind (started here through ``newsstream.milvus_server``): the
+Against a real server of that kind (started here through ``newsstream.stack.milvus_server``): the
 collection is created without the BM25 fields (replacing the half-made leftover the server
 leaves when it refuses them), the worker writes every acknowledged row to the FTS5 keyword
 index as well, keyword and hybrid search answer through it, copies still list the other outlets
@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from core.kafka import ensure_topics
-from newsstream.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
+from newsstream.stack.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
 from producers.publisher import Publisher
 from search_api.app import create_app
 from store.client import connect
@@ -145,7 +145,7 @@ def test_a_refused_bm25_schema_leaves_a_usable_collection(
 def test_the_launcher_writes_short_sessions_and_graceful_times_into_the_server_config(
     milvus_server_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """What `newsstream.milvus_server` sets is what the running server read (a restart waits
+    """What `newsstream.stack.milvus_server` sets is what the running server read (a restart waits
     for the old etcd sessions to lapse: 56 s at Milvus's default lease, 25 s at ours)."""
     configs = sorted(tmp_path_factory.getbasetemp().glob("milvus-server*/milvus-server/configs"))
     assert configs, "no config of the module's server found"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from core.kafka import ensure_topics
 from core.settings import Settings
-from newsstream.cli import app
+from newsstream.cli.app import app
 from store.client import connect
 
 from conftest import require_shared_data

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from core.kafka import ensure_topics
 from core.settings import Settings
-from newsstream.cli import _running_api, app
-from newsstream.up_marker import RunningUp, marker_path, remove_marker, write_marker
+from newsstream.cli.app import app
+from newsstream.cli.common import running_api
+from newsstream.stack.up_marker import RunningUp, marker_path, remove_marker, write_marker
 
 from conftest import require_shared_data
 from probes import wait_for_lag_zero
@@ -91,7 +92,7 @@ def test_ops_commands_use_the_running_up_and_explicit_settings_win(
     assert dry["replayed"] == len(poison)
     reconciled = _json(env, "reconcile", "--dry-run")
     assert (reconciled["topic_ids"], reconciled["in_milvus"]) == (len(articles), len(articles))
-    assert _running_api(settings) == up.api  # `search` reads the same marker
+    assert running_api(settings) == up.api  # `search` reads the same marker
 
     # Explicit settings win over the marker: a marker that points nowhere changes nothing
     # for commands whose settings name the broker and Milvus.
@@ -124,7 +125,7 @@ def test_with_no_up_running_and_nothing_configured_the_commands_say_what_is_miss
         message = " ".join(result.output.split())
         assert "NEWSSTREAM_KAFKA_BOOTSTRAP is not set" in message, message
         assert "no `newsstream up` is running" in message, message
-    assert _running_api(settings) is None
+    assert running_api(settings) is None
 
 
 def test_reconcile_needs_milvus_too(make_settings: Any) -> None:

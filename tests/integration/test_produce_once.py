@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from newsstream.local_stack import free_port
+from newsstream.stack.launchers import free_port
 from producers.feeds import FeedSpec, feeds_to_toml
 
 from probes import read_topic

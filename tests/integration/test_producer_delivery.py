@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from core.settings import Settings
-from newsstream.local_stack import free_port, tansu_command
+from newsstream.stack.launchers import free_port, tansu_command
 from producers.feeds import FeedSpec, feeds_to_toml
 from producers.parser import ParsedFeed, parse_feed
 from producers.scheduler import InProcessParser, Scheduler

@@ -217,7 +217,7 @@ def test_body_size_keys_and_rate_limits(indexed: Any, embedder: Any) -> None:
 
 
 def test_milvus_outage_is_a_503_with_retry_after(embedder: Any, make_settings: Any) -> None:
-    from newsstream.local_stack import free_port
+    from newsstream.stack.launchers import free_port
 
     settings = make_settings(
         milvus_uri=f"http://127.0.0.1:{free_port()}", milvus_timeout_s=1.0, api_search_events=False
@@ -244,7 +244,7 @@ def _assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def test_every_error_status_has_the_one_shape(embedder: Any, make_settings: Any) -> None:
-    from newsstream.local_stack import free_port
+    from newsstream.stack.launchers import free_port
 
     settings = make_settings(
         milvus_uri=f"http://127.0.0.1:{free_port()}", milvus_timeout_s=1.0, api_search_events=False

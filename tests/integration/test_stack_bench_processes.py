@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from newsstream.stack_bench import service_of, stack_memory, stack_table
+from newsstream.bench.stack import service_of, stack_memory, stack_table
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from core.ids import article_id
 from core.settings import Settings
-from newsstream.cli import app as cli
-from newsstream.local_stack import free_port
+from newsstream.cli.app import app as cli
+from newsstream.stack.launchers import free_port
 from search_api.app import create_app
 from store.client import connect
 from store.row import encode_sources

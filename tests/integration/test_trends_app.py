@@ -21,7 +21,7 @@ from core.kafka import ensure_topics
 from core.search_events import SearchEvent, TopResult, emit_search_event, search_events_producer
 from core.settings import Settings
 from core.status import read_status
-from newsstream.proctree import stop_process
+from newsstream.stack.proctree import stop_process
 from search_api.trends_view import trends_response
 
 from worker_procs import ROOT, settings_env

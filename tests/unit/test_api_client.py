@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from newsstream.api_client import ApiAnswerError, ApiUnreachable, one_line, search
+from newsstream.ops.api_client import ApiAnswerError, ApiUnreachable, one_line, search
 
 RESULTS = {"query": "storm", "mode": "hybrid", "results": [], "next_cursor": None}
 

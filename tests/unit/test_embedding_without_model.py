@@ -24,7 +24,7 @@ from core.settings import PACKAGED_MODEL, Settings, load_settings
 from embedding.calibration import calibration_texts
 from embedding.embedder import choose_backend, resolve_model_path
 from embedding.onnx_backend import GraphEmbedder, ModelSpec, read_model_spec
-from newsstream.embed_quality import MIN_BATCH_COSINE, QualityResult, batch_min_cosine
+from newsstream.bench.embed_quality import MIN_BATCH_COSINE, QualityResult, batch_min_cosine
 
 ROOT = Path(__file__).resolve().parents[2]
 

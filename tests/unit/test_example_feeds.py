@@ -12,8 +12,8 @@ from pathlib import Path
 from consumers.clean import clean_article
 from consumers.quality import check_quality
 from core.metrics import RejectReason
-from newsstream.feed_snapshot import snapshot_file_name
-from newsstream.replay import FEED_SUFFIXES
+from newsstream.stack.feed_snapshot import snapshot_file_name
+from newsstream.stack.replay import FEED_SUFFIXES
 from producers.feeds import FeedSpec, feed_id
 from producers.parser import parse_feed
 

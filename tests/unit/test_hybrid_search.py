@@ -13,7 +13,7 @@ from pymilvus import MilvusClient
 from core.metrics import SearchMode
 from core.settings import Settings
 from embedding.embedder import Embedder
-from newsstream.search_eval import mrr_ceiling, reciprocal_rank
+from newsstream.evals.search import mrr_ceiling, reciprocal_rank
 from search_api.filters import SearchFilters, build_expression
 from search_api.searcher import RRF_K, TITLE_CANDIDATES, Searcher
 from store.schema import (

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import Settings
-from newsstream.settings_doc import BEGIN, END, render_table
+from newsstream.ops.settings_doc import BEGIN, END, render_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_holds_the_rendered_settings_table() -> None:
     text = README.read_text()
     table = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
-    assert table == render_table(), "run `python -m newsstream.settings_doc` and paste it"
+    assert table == render_table(), "run `python -m newsstream.ops.settings_doc` and paste it"
 
 
 def test_every_setting_is_documented() -> None:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from newsstream.stack_bench import (
+from newsstream.bench.stack import (
     REBUILT,
     service_of,
     stack_table,

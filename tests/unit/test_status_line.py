@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from newsstream.stack import StatusLine
+from newsstream.stack.up import StatusLine
 
 
 class FakeClock:

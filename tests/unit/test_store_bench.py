@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from newsstream.local_stores import STORES, parse_stores, store_command
-from newsstream.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
-from newsstream.store_bench import (
+from newsstream.bench.stores import (
     exact_top_k,
     latency_summary,
     percentile,
@@ -20,6 +18,8 @@ from newsstream.store_bench import (
     recall_at_k,
     stores_table,
 )
+from newsstream.stack.local_stores import STORES, parse_stores, store_command
+from newsstream.stack.proctree import descendants, format_mib, memory, parse_proc_stat, tree_rss
 from store.compaction import index_done, serving_segments
 
 
@@ -142,7 +142,7 @@ def test_store_commands_listen_on_loopback(tmp_path: Path) -> None:
     assert argv == [str(binary), str(tmp_path / "lite.db"), "127.0.0.1:1234", "ERROR"]
     assert env["LD_LIBRARY_PATH"].startswith(str(binary.parent))
     argv, _ = store_command(STORES["milvus-2.3"], tmp_path, 1235, None)
-    assert argv[1:3] == ["-m", "newsstream.milvus_server"]
+    assert argv[1:3] == ["-m", "newsstream.stack.milvus_server"]
     assert argv[-2:] == ["--port", "1235"] and argv[argv.index("--data") + 1] == str(tmp_path)
     with pytest.raises(RuntimeError, match="milvus_lite"):
         store_command(STORES["lite-2.5"], tmp_path, 1, tmp_path / "empty")

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from newsstream.api_client import ApiAnswerError, split_story, story
+from newsstream.ops.api_client import ApiAnswerError, split_story, story
 
 STORY = "ab" * 16
 TIMELINE = {"story_id": STORY, "title": "t", "count": 0, "articles": [], "truncated": False}

@@ -9,8 +9,8 @@ import numpy.typing as npt
 import pytest
 
 from consumers.story_rule import StoryFeatures, StoryRule
-from newsstream.dedup_eval import BbcDoc, SilverPair, load_bbc
-from newsstream.story_eval import (
+from newsstream.evals.dedup import BbcDoc, SilverPair, load_bbc
+from newsstream.evals.stories import (
     JUDGEMENTS,
     REWRITES,
     Labels,
@@ -22,7 +22,7 @@ from newsstream.story_eval import (
     load_judgements,
     pair_scores,
 )
-from newsstream.story_stream import simulate_old, simulate_stream, story_sizes
+from newsstream.evals.story_stream import simulate_old, simulate_stream, story_sizes
 
 #: One headline for every item: plenty of shared key terms, so the cosine alone decides.
 TITLE = "Airline strike halts flights in Paris and Lyon"

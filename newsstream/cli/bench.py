@@ -1,0 +1,199 @@
+"""`newsstream bench ...`: benchmark scenarios; each prints a table and writes JSON.
+
+Speed and memory targets are checked here, never by timed assertions in the tests. Results go
+to ``bench-results/<scenario>.json`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from newsstream.cli.common import console, settings_or_exit
+
+bench_app = typer.Typer(
+    help="Benchmarks: print figures and ratios, write JSON.", no_args_is_help=True
+)
+RESULTS = Path("bench-results")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _write(name: str, out: Path | None, result: dict[str, Any]) -> Path:
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    console.print(f"[dim]written: {path}[/dim]")
+    return path
+
+
+@bench_app.command("embed")
+def bench_embed(
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per backend (median counts).")] = 3,
+    quality: Annotated[bool, typer.Option(help="Also measure cosine to fp32 and MRR@10.")] = True,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the measured choice of `auto` here (needs --quality), e.g. "
+            "embedding/choice.json to make this machine's measurement the default."
+        ),
+    ] = None,
+) -> None:
+    """Texts/s per embedding backend at short and full-length texts, with ratios to fp32."""
+    from newsstream.bench.embed import run_embed_bench
+
+    if record is not None and not quality:
+        raise typer.BadParameter("--record needs the quality check (drop --no-quality)")
+    path = out or RESULTS / "embed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_embed_bench(
+        settings_or_exit(),
+        path,
+        rounds=rounds,
+        quality=quality,
+        data_dir=data,
+        console=console,
+        choice_path=record,
+    )
+
+
+@bench_app.command("dedup")
+def bench_dedup(
+    n: Annotated[int, typer.Option(min=100, help="Articles to index.")] = 100_000,
+    redis_url: Annotated[str | None, typer.Option(help="Also measure the Redis backend.")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Dedup cost per article and index memory per article, for both backends."""
+    from newsstream.bench.dedup import print_dedup_bench, run_dedup_bench
+
+    result = run_dedup_bench(n, redis_url)
+    print_dedup_bench(result, console)
+    _write("dedup", out, result)
+
+
+@bench_app.command("producer")
+def bench_producer(
+    feeds: Annotated[int, typer.Option(min=1, help="Feed URLs to serve and poll.")] = 1000,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """A full poll cycle where every feed answers 304, and one where every feed changed."""
+    from newsstream.bench.producer import run_producer_bench
+
+    result = run_producer_bench(feeds, console=console)
+    _write("producer", out, result)
+
+
+@bench_app.command("search")
+def bench_search(
+    n: Annotated[int, typer.Option(min=100, help="Articles in the collection.")] = 100_000,
+    seconds: Annotated[float, typer.Option(help="Seconds per client setting.")] = 20.0,
+    mode: Annotated[str, typer.Option(help="semantic, keyword or hybrid.")] = "semantic",
+    milvus_uri: Annotated[
+        str | None, typer.Option(help="Use this Milvus instead of a fresh Lite.")
+    ] = None,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Search latency (p50/p95/p99) and QPS with 1 and 4 clients, recall@10 vs exact."""
+    from newsstream.bench.search import run_search_bench
+
+    result = run_search_bench(
+        n, data, seconds=seconds, milvus_uri=milvus_uri, mode=mode, console=console
+    )
+    _write(f"search-{n}", out, result)
+
+
+@bench_app.command("stack")
+def bench_stack(
+    n: Annotated[int, typer.Option(min=100, help="Articles in the store (all in the window).")] = (
+        100_000
+    ),
+    seconds: Annotated[float, typer.Option(help="Seconds of search load per mode.")] = 20.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Memory of the whole `newsstream up` stack (per service and in all) holding N articles."""
+    from newsstream.bench.stack import run_stack_bench, stack_table
+
+    result = run_stack_bench(n, data, seconds=seconds, console=console)
+    console.print(stack_table(result))
+    console.print(
+        f"start: dedup index rebuilt from {result['dedup_rebuilt']:,} articles after "
+        f"{result['rebuild_done_s']:.0f} s, API answering after {result['api_ready_s']:.0f} s; "
+        f"peak RSS of the tree {result['peak_rss'] / 2**30:.2f} GiB; search p50 hybrid "
+        f"{result['search_hybrid']['p50_ms']:.1f} ms, semantic "
+        f"{result['search_semantic']['p50_ms']:.1f} ms; SIGTERM to every process gone "
+        f"{result['stop_s']:.1f} s (exit code {result['stop_exit_code']}, "
+        f"{len(result['stop_left'])} left)"
+    )
+    _write(f"stack-{n}", out, result)
+
+
+@bench_app.command("stores")
+def bench_stores(
+    rows: Annotated[int, typer.Option(min=100, help="Rows per store.")] = 100_000,
+    stores: Annotated[
+        str, typer.Option(help="Comma-separated: lite-3.2, lite-2.5, milvus-2.3, or all.")
+    ] = "all",
+    queries: Annotated[int, typer.Option(min=1, help="Distinct query vectors.")] = 200,
+    seconds: Annotated[float, typer.Option(help="Time limit per client setting.")] = 20.0,
+    max_fill_minutes: Annotated[
+        float, typer.Option(help="Skip a store whose fill would take longer.")
+    ] = 20.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """The local Milvus stores side by side: upserts/s, p50/p99, QPS, recall@10, RSS, features."""
+    from newsstream.bench.stores import run_store_bench
+    from newsstream.stack.local_stores import parse_stores
+
+    try:
+        keys = parse_stores(stores)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stores") from None
+    result = run_store_bench(
+        rows,
+        keys,
+        data,
+        queries=queries,
+        seconds=seconds,
+        max_fill_s=max_fill_minutes * 60,
+        console=console,
+    )
+    _write(f"stores-{rows}", out, result)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    rate: Annotated[
+        float, typer.Option(help="Offered load of the time-to-searchable run (/s).")
+    ] = 20.0,
+    seconds: Annotated[float, typer.Option(help="Duration of the time-to-searchable run.")] = 30.0,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """End-to-end articles/s (shared feeds, bbc backfill) and time-to-searchable percentiles."""
+    from newsstream.bench.ingest import run_ingest_bench
+
+    result = run_ingest_bench(
+        data, settings=settings_or_exit(), rate=rate, tts_seconds=seconds, console=console
+    )
+    _write("ingest", out, result)
+
+
+@bench_app.command("all")
+def bench_all() -> None:
+    """Every scenario with its defaults, one after the other."""
+    bench_embed(out=None, rounds=3, quality=True, data=SHARED)
+    bench_ingest(rate=20.0, seconds=30.0, data=SHARED, out=None)
+    bench_dedup(n=100_000, redis_url=None, out=None)
+    bench_producer(feeds=1000, out=None)
+    bench_search(n=100_000, seconds=20.0, mode="semantic", milvus_uri=None, data=SHARED, out=None)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
