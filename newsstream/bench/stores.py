@@ -1,16 +1,17 @@
 """`newsstream bench stores`: the local Milvus stores side by side, on our real schema.
 
-In: a row count, the stores to compare (:data:`newsstream.local_stores.STORES`), the shared data
-dir (its news feeds give the texts) and the newsstream data dir (where the side venvs of the
-stores that cannot share ``.venv`` live). Out: one dict per store with upserts/s, flush
-and index wait, search p50/p99 with 1 client and QPS with 4 client threads (top-10, vectors
-only: no query embedding), recall@10 against exact numpy search, the peak RSS of the store's
-server process tree, and the features probed on it (BM25, hybrid_search, group_by, JSON lists);
-a rich table with the stores as columns.
+In: a row count, the stores to compare (:data:`newsstream.stack.local_stores.STORES`), the
+shared data dir (its news feeds give the texts) and the newsstream data dir (where the side
+venvs of the stores that cannot share ``.venv`` live). Out: one dict per store with upserts/s,
+flush and index wait, search p50/p99 with 1 client and QPS with 4 client threads (top-10,
+vectors only: no query embedding), recall@10 against exact numpy search, the peak RSS of the
+store's server process tree, and the features probed on it (BM25, hybrid_search, group_by, JSON
+lists); a rich table with the stores as columns.
 
-Each store is started by :func:`newsstream.local_stores.running_store` (throw-away data dir, whole
-process tree killed on exit, also on Ctrl-C and SIGTERM). Every loop is bounded by a count and a time limit; a
-store whose fill would take longer than ``max_fill_s`` is stopped and reported as skipped.
+Each store is started by :func:`newsstream.stack.local_stores.running_store` (throw-away data
+dir, whole process tree killed on exit, also on Ctrl-C and SIGTERM). Every loop is bounded by a
+count and a time limit; a store whose fill would take longer than ``max_fill_s`` is stopped and
+reported as skipped.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _scores(row: dict[str, Any]) -> list[str]:
 
 
 def print_eval(results: dict[str, Any], console: Console) -> None:
-    """Print every part of ``results`` (from :func:`newsstream.story_eval.run_eval`)."""
+    """Print every part of ``results`` (from :func:`newsstream.evals.stories.run_eval`)."""
     rule = results["rule"]
     console.print(
         f"Story rule: long texts {_bars(rule['long'])}; below {rule['short_words']} words "
