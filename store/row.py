@@ -60,6 +60,15 @@ def decode_sources(value: Any) -> list[dict[str, str]]:
     return [entry for entry in value if isinstance(entry, dict)]
 
 
+def _floats(vector: Sequence[float]) -> list[float]:
+    """``vector`` as the list pymilvus sends: a list as is (its items are floats by type; a
+    per-item check would cost more than the rest of the row), an array through ``tolist``."""
+    if isinstance(vector, list):
+        return vector
+    tolist = getattr(vector, "tolist", None)
+    return list(tolist()) if tolist is not None else [float(x) for x in vector]
+
+
 @dataclass(frozen=True, slots=True)
 class OtherSource:
     """Another outlet that published a duplicate of the article (recorded by dedup)."""
@@ -157,7 +166,7 @@ class ArticleRow:
         """The entity an upsert of the articles collection takes (every schema field)."""
         return {
             "id": self.id,
-            VECTOR_FIELD: [float(x) for x in self.embedding],
+            VECTOR_FIELD: _floats(self.embedding),
             "title": self.title,
             "text": self.text,
             "url": self.url,

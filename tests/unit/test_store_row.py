@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from store.row import (
@@ -58,6 +59,13 @@ def test_an_entity_holds_every_schema_field_and_reads_back_as_the_same_row() -> 
     # What a read with output_fields=["*", "embedding"] adds: BM25 outputs, numpy-ish floats.
     stored = entity | {field: {1: 0.5} for field in COMPUTED_FIELDS}
     assert ArticleRow.from_milvus(stored) == row
+
+
+def test_a_vector_of_any_float_type_is_sent_as_python_floats() -> None:
+    vector = np.array([0.25, -0.5, 1.0], dtype=np.float32)
+    sent = _row(embedding=vector).to_milvus()[VECTOR_FIELD]
+    assert sent == [0.25, -0.5, 1.0]
+    assert all(type(x) is float for x in sent)
 
 
 def test_a_row_without_a_story_starts_its_own() -> None:
