@@ -50,7 +50,7 @@ class SearchResult(BaseModel):
     @field_validator("also_reported_by", mode="before")
     @classmethod
     def _complete_sources(cls, value: Any) -> Any:
-        # Rows written by earlier versions may hold partial entries: they are left out.
+        # An entry without both a source and a URL cannot be shown as an outlet: left out.
         if isinstance(value, list):
             return [e for e in value if isinstance(e, dict) and "source" in e and "url" in e]
         return value
