@@ -1,4 +1,4 @@
-"""The worker's chain, built in this one place, in the stage order of ``DESIGN.md``.
+"""The worker's chain, built in this one place, in the worker's stage order.
 
     per message, in arroyo's polling thread (RunTask; cheap next to embedding):
       decode + validate    consumers.decode.Decode             poison travels to the DLQ step
@@ -15,11 +15,12 @@
       record dedup state   consumers.record.RecordDedupState   only after the upsert
     commit, then count     consumers.commit.CommitAndCount     whole, acknowledged batches only
 
-A step has one contract (:class:`Step`): a value in, the same kind of value out, raising only to
-stop the worker (:class:`consumers.dlq.DlqFlood`) or to abandon the batch
-(:class:`consumers.retry.Abandoned`). Filtered and rejected messages still carry their offsets
-forward to the commit. arroyo's strategies provide the threads, batches and backpressure; the
-chain is rebuilt on every partition assignment.
+A step has one contract (:class:`Step`): a value in, the same kind of value out (decode alone
+turns a Kafka message into an item), raising only to stop the worker
+(:class:`consumers.dlq.DlqFlood`) or to abandon the batch (:class:`consumers.retry.Abandoned`).
+Filtered and rejected messages still carry their offsets forward to the commit. arroyo's
+strategies provide the threads, batches and backpressure; the chain is rebuilt on every
+partition assignment.
 """
 
 from __future__ import annotations
