@@ -6,7 +6,6 @@ Everything that exports or loads a model is in ``tests/integration/test_embeddin
 
 from __future__ import annotations
 
-import ast
 import json
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from import_rules import packages_imported_by
 from pydantic import ValidationError
 
 import embedding.onnx_export as onnx_export
@@ -25,8 +25,6 @@ from embedding.calibration import calibration_texts
 from embedding.embedder import choose_backend, resolve_model_path
 from embedding.onnx_backend import GraphEmbedder, ModelSpec, read_model_spec
 from newsstream.bench.embed_quality import MIN_BATCH_COSINE, QualityResult, batch_min_cosine
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(data_dir: Path, backend: str) -> Settings:
@@ -227,27 +225,11 @@ def test_the_quality_check_measures_and_requires_batch_independence() -> None:
     assert good.as_dict()["batch_min_cosine"] == 0.9999
 
 
-def _packages_imported_by(package: str) -> dict[str, set[str]]:
-    """Top-level names each module of ``package`` imports (absolute imports), by module path."""
-    found: dict[str, set[str]] = {}
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            tops = {name.split(".")[0] for name in names}
-            found.setdefault(str(path.relative_to(ROOT)), set()).update(tops)
-    return found
-
-
 def test_the_embedding_package_imports_only_core_and_core_never_imports_it() -> None:
     """The embedder sits below every service: it may use core (settings, errors), nothing else
     of ours; core stays the bottom layer, so it never reaches up into embedding."""
     ours = {"producers", "consumers", "dedup", "search_api", "trends", "newsstream", "store"}
-    reaching_up = {m: p & ours for m, p in _packages_imported_by("embedding").items() if p & ours}
+    reaching_up = packages_imported_by("embedding", ours)
     assert not reaching_up, f"embedding imports more than core: {reaching_up}"
-    into_embedding = [m for m, p in _packages_imported_by("core").items() if "embedding" in p]
+    into_embedding = list(packages_imported_by("core", {"embedding"}))
     assert not into_embedding, f"core imports embedding: {into_embedding}"

@@ -6,29 +6,16 @@ installs a month apart can be compared with what the repository says they get.
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata as metadata
 import re
 import sys
 import tomllib
-from pathlib import Path
 
+from import_rules import OUR_PACKAGES, ROOT, imports_under
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = (
-    "core",
-    "embedding",
-    "store",
-    "producers",
-    "consumers",
-    "dedup",
-    "search_api",
-    "trends",
-    "newsstream",
-)
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -51,22 +38,14 @@ def _constraints() -> dict[str, Version]:
     return pins
 
 
-def _third_party_imports() -> dict[str, Path]:
+def _third_party_imports() -> dict[str, str]:
     """Top-level module names our packages import (absolute imports only), with a file each."""
-    ours = set(PACKAGES)
-    found: dict[str, Path] = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                names: list[str] = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                for name in names:
-                    top = name.split(".")[0]
-                    if top not in ours and top not in sys.stdlib_module_names:
-                        found.setdefault(top, path)
+    found: dict[str, str] = {}
+    for package in OUR_PACKAGES:
+        for path, names in imports_under(package).items():
+            for top in sorted({name.split(".")[0] for name in names}):
+                if top not in OUR_PACKAGES and top not in sys.stdlib_module_names:
+                    found.setdefault(top, path)
     return found
 
 
@@ -76,9 +55,9 @@ def test_every_imported_package_is_declared() -> None:
     missing = []
     for module, path in sorted(_third_party_imports().items()):
         owners = {canonicalize_name(d) for d in dists.get(module, [])}
-        assert owners, f"{module} (imported in {path.relative_to(ROOT)}) is not installed"
+        assert owners, f"{module} (imported in {path}) is not installed"
         if not owners & declared:
-            missing.append(f"{module} ({path.relative_to(ROOT)}) from {sorted(owners)}")
+            missing.append(f"{module} ({path}) from {sorted(owners)}")
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 

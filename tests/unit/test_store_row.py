@@ -3,12 +3,11 @@ the store package's import boundary."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from import_rules import packages_imported_by
 
 from store.row import (
     MAX_ALSO_REPORTED,
@@ -27,7 +26,6 @@ from store.schema import (
     VECTOR_FIELD,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 ID = "0f3c2a9b8e7d6c5b4a39281706f5e4d3"
 
 
@@ -121,27 +119,11 @@ def test_a_stored_entity_of_earlier_versions_reads_back() -> None:
     assert row.published_at == 0
 
 
-def _packages_imported_by(package: str) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            found.setdefault(str(path.relative_to(ROOT)), set()).update(
-                name.split(".")[0] for name in names
-            )
-    return found
-
-
 def test_the_store_imports_only_core_and_core_never_imports_it() -> None:
     """The index sits below every service: it may use core (settings, errors), nothing else of
     ours; core stays the bottom layer."""
     ours = {"producers", "consumers", "dedup", "search_api", "trends", "newsstream", "embedding"}
-    reaching_up = {m: p & ours for m, p in _packages_imported_by("store").items() if p & ours}
+    reaching_up = packages_imported_by("store", ours)
     assert not reaching_up, f"store imports more than core: {reaching_up}"
-    into_store = [m for m, p in _packages_imported_by("core").items() if "store" in p]
+    into_store = list(packages_imported_by("core", {"store"}))
     assert not into_store, f"core imports store: {into_store}"

@@ -3,13 +3,12 @@ the event contract and the /trends view's shape."""
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
+from import_rules import OUR_PACKAGES, packages_imported_by
 
 from core.errors import InvalidMessage, InvalidRequest
 from core.search_events import (
@@ -33,7 +32,6 @@ from trends.windows import (
     top_counts,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0  # a round minute and hour: bucket edges are easy to reason about
 
 
@@ -339,38 +337,15 @@ def test_view_rejects_unknown_windows_and_maps_a_snapshot(monkeypatch: pytest.Mo
 # --- the service boundary --------------------------------------------------------------------
 
 
-def _our_imports(package: str) -> dict[str, set[str]]:
-    """Top-level packages of ours that each module of ``package`` imports (absolute imports)."""
-    ours = {
-        "core",
-        "embedding",
-        "producers",
-        "consumers",
-        "dedup",
-        "search_api",
-        "trends",
-        "newsstream",
-    }
-    found: dict[str, set[str]] = {}
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            tops = {name.split(".")[0] for name in names} & ours
-            if tops:
-                found.setdefault(str(path.relative_to(ROOT)), set()).update(tops)
-    return found
-
-
 def test_the_trends_service_and_the_api_meet_only_through_core() -> None:
     """trends imports only core; the API and the other services never import trends (they
     meet through Kafka: search events in, status snapshots out)."""
-    outside_core = {m: p - {"core", "trends"} for m, p in _our_imports("trends").items()}
+    outside_core = {
+        m: p - {"core", "trends"} for m, p in packages_imported_by("trends", OUR_PACKAGES).items()
+    }
     assert not {m: p for m, p in outside_core.items() if p}, outside_core
     for service in ("search_api", "producers", "consumers", "dedup", "core"):
-        importers = [m for m, p in _our_imports(service).items() if "trends" in p]
+        importers = [
+            m for m, p in packages_imported_by(service, OUR_PACKAGES).items() if "trends" in p
+        ]
         assert not importers, f"{service} imports trends: {importers}"
