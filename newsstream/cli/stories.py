@@ -10,30 +10,14 @@ failed (one line on stderr), 2 nothing answers.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from core.errors import NewsstreamError
-from newsstream.cli.common import console, fail, running_api, settings_or_exit
-
-ApiOption = Annotated[str | None, typer.Option(help="API base URL (default: the running `up`).")]
-KeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        envvar="NEWSSTREAM_API_KEY",
-        show_envvar=True,
-        help="API key, sent as X-API-Key (prefer the variable: options show in `ps`).",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
-
-
-def _date(epoch: Any) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M") if epoch else ""
+from newsstream.cli.api_options import ApiKeyOption, ApiOption, JsonOption, api_base, minute
+from newsstream.cli.common import console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -41,22 +25,18 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Story timelines and story edits, through the API.")
     app.add_typer(group, name="stories")
 
-    def base_url(api: str | None) -> str:
-        settings = settings_or_exit()
-        return api or running_api(settings) or settings.api_base_url
-
     @group.command("show")
     def show(
         story_id: Annotated[str, typer.Argument(help="The story id (its first article's id).")],
         api: ApiOption = None,
-        api_key: KeyOption = None,
+        api_key: ApiKeyOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Print a story's articles in time order."""
         from newsstream.ops.api_client import story
 
         try:
-            body = story(base_url(api), story_id, api_key or None)
+            body = story(api_base(api), story_id, api_key or None)
         except NewsstreamError as exc:
             raise fail(exc) from None
         if as_json:
@@ -68,7 +48,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(column, overflow="fold")
         for article in body["articles"]:
             when = article.get("published_at") or article.get("ingested_at")
-            table.add_row(_date(when), article["source"], article["title"], article["id"])
+            table.add_row(minute(when), article["source"], article["title"], article["id"])
         console.print(table)
 
     @group.command("split")
@@ -81,14 +61,14 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Why, for the record (at most 500 characters).")
         ] = None,
         api: ApiOption = None,
-        api_key: KeyOption = None,
+        api_key: ApiKeyOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Move articles out of a story into a new one (an admin key when the API has keys)."""
         from newsstream.ops.api_client import split_story
 
         try:
-            body = split_story(base_url(api), story_id, article_ids, reason, api_key or None)
+            body = split_story(api_base(api), story_id, article_ids, reason, api_key or None)
         except NewsstreamError as exc:
             raise fail(exc) from None
         if as_json:
