@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,29 +17,25 @@ from rich.table import Table
 from consumers.rejects import RejectSample, rejects_path
 from core.metrics import RejectReason
 from newsstream.cli.common import console, err_console, settings_or_exit
-from newsstream.cli.eval_group import attach, eval_app
-
-#: The shared data beside the project checkout (see ../shared/data/README.md).
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from newsstream.cli.eval_group import (
+    DEFAULT_DATA,
+    DataOption,
+    OutputOption,
+    attach,
+    eval_app,
+    require_eval_data,
+)
 
 
 def eval_dedup(
-    data: Annotated[
-        Path, typer.Option(help="The shared data directory (holds eval/ and feeds/).")
-    ] = DEFAULT_DATA,
-    output: Annotated[
-        Path | None, typer.Option(help="Write the full results as JSON to this file.")
-    ] = None,
+    data: DataOption = DEFAULT_DATA,
+    output: OutputOption = None,
 ) -> None:
     """Precision and recall of exact and near-duplicate detection; quality-gate rejections."""
     from dedup.index import IndexParams
     from newsstream.evals.dedup import print_eval, run_eval
 
-    if not (data / "eval" / "bbc-news").is_dir():
-        err_console.print(
-            f"[red]error:[/red] no evaluation data at {data} (expected eval/bbc-news)"
-        )
-        raise typer.Exit(2)
+    require_eval_data(data, "eval/bbc-news")
     results = run_eval(data, IndexParams(), console=console)
     print_eval(results, console)
     if output is not None:

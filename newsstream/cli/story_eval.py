@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich import box
@@ -18,27 +17,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from newsstream.cli.common import console, err_console, settings_or_exit
-from newsstream.cli.dedup_eval import DEFAULT_DATA
-from newsstream.cli.eval_group import attach, eval_app
+from newsstream.cli.common import console, settings_or_exit
+from newsstream.cli.eval_group import (
+    DEFAULT_DATA,
+    DataOption,
+    OutputOption,
+    attach,
+    eval_app,
+    require_eval_data,
+)
 
 #: Member titles printed per large story of the feed day (the JSON file has them all).
 TITLES_SHOWN = 12
 
 
 def eval_stories(
-    data: Annotated[
-        Path, typer.Option(help="The shared data directory (holds eval/ and feeds/).")
-    ] = DEFAULT_DATA,
-    output: Annotated[
-        Path | None, typer.Option(help="Write the full results as JSON to this file.")
-    ] = None,
+    data: DataOption = DEFAULT_DATA,
+    output: OutputOption = None,
 ) -> None:
     """Precision, recall and false links of the story rule, before and after (loads the model)."""
-    for needed in ("eval/bbc-news", "eval/msrp/msrp_train.jsonl", "feeds/news/index.tsv"):
-        if not (data / needed).exists():
-            err_console.print(f"[red]error:[/red] no evaluation data at {data} (expected {needed})")
-            raise typer.Exit(2)
+    require_eval_data(data, "eval/bbc-news", "eval/msrp/msrp_train.jsonl", "feeds/news/index.tsv")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from embedding.embedder import Embedder
     from newsstream.evals.stories import run_eval
