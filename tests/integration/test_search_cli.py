@@ -11,48 +11,26 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from core.settings import Settings
 from newsstream.cli.app import app as cli
 from newsstream.stack.launchers import free_port
-from search_api.app import create_app
 from store.client import connect
 from store.writer import ArticleWriter
 
-from probes import wait_until
+from running import serving
 from worker_procs import stored_row
 
 pytestmark = pytest.mark.integration
 
 KEY = "cli-test-key"
 TITLE = "Harbour storm floods the old town"
-
-
-@contextmanager
-def serving(settings: Settings, embedder: Any) -> Iterator[str]:
-    """The API app of ``settings`` served by uvicorn on a free 127.0.0.1 port."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, embedder), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, "the API to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 class _ProxyPage(BaseHTTPRequestHandler):

@@ -5,15 +5,12 @@ and a broker that does not answer)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
@@ -27,7 +24,8 @@ from store.client import connect
 from store.row import encode_sources
 from store.writer import ArticleWriter
 
-from probes import read_topic, wait_until
+from probes import read_topic
+from running import serving
 from worker_procs import stored_row
 
 pytestmark = pytest.mark.integration
@@ -304,25 +302,6 @@ def test_a_broker_that_does_not_answer_is_a_503_and_moves_nothing(
         assert response.headers["Retry-After"]
         assert api.get(f"/stories/{id_of('seed')}").json()["count"] == 4
         assert api.get(f"/articles/{id_of('later')}").json()["story_id"] == id_of("seed")
-
-
-@contextmanager
-def serving(settings: Settings, embedder: Any) -> Iterator[str]:
-    """The API app of ``settings`` served by uvicorn on a free 127.0.0.1 port."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, embedder), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 60, "the API to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_the_stories_commands_show_and_split_through_the_api(
