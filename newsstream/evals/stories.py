@@ -6,7 +6,7 @@ What goes in: the shared evaluation data (``eval/bbc-news`` with its silver pair
 JSON-able dict of results (:func:`run_eval`); :mod:`newsstream.cli.story_eval` prints it.
 The stream simulations are :mod:`newsstream.evals.story_stream`'s.
 
-Labels (BBC): the silver pairs (by text overlap, not by people) and their **groups**
+Labels (BBC; :mod:`newsstream.evals.story_labels`): the silver pairs (by text overlap, not by people) and their **groups**
 (connected components of the silver pairs). The 54 rewrites among them were also read by hand
 (``story_judgements.csv``: 33 one event, 16 two events sharing background paragraphs, 5
 unsure); a pair judged two events is no silver pair and links no group. Two documents are one
@@ -60,14 +60,21 @@ from rich.progress import Progress, TaskID
 
 from consumers.story_rule import Bars, StoryFeatures, StoryRule, best_story
 from newsstream.evals.dedup import BbcDoc, SilverPair, load_bbc, load_msrp
+from newsstream.evals.story_labels import (
+    JUDGEMENTS,
+    REWRITES,
+    Labels,
+    copies_removed,
+    load_gaps,
+    load_judgements,
+    pair_key,
+)
 from newsstream.evals.story_stream import simulate_old, simulate_stream, story_sizes
 
 EmbedFn = Callable[[list[str]], npt.NDArray[np.float32]]
 TextKind = Literal["short", "cut", "full"]
 BarsName = Literal["short", "long"]
 
-#: Word-5 Jaccard range of the silver pairs that are rewrites of one event (not copies).
-REWRITES = (0.2, 0.95)
 #: Rewrites at or above this Jaccard were rewritten from one copy.
 COPY_JACCARD = 0.5
 #: Nearest documents per document whose pairs the pair evaluation judges.
@@ -96,123 +103,6 @@ def item_text(doc: BbcDoc, kind: TextKind) -> str:
     if kind == "short":
         return f"{doc.title}. {first_sentence(doc.body)}"
     return doc.cut() if kind == "cut" else doc.full()
-
-
-def _key(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
-
-
-@dataclass(frozen=True)
-class Labels:
-    """What the silver labels say about a pair of documents (see the module docstring)."""
-
-    category: dict[str, str]
-    group: dict[str, int]
-    silver: frozenset[tuple[str, str]]
-    #: Silver pairs read and judged two events (see :func:`load_judgements`).
-    apart: frozenset[tuple[str, str]] = frozenset()
-
-    @classmethod
-    def of(
-        cls,
-        docs: Sequence[BbcDoc],
-        pairs: Sequence[SilverPair],
-        judged: dict[tuple[str, str], str] | None = None,
-    ) -> Labels:
-        """Categories of ``docs`` and the silver groups of ``pairs`` (union-find); pairs
-        ``judged`` ``no`` (two events) are neither silver pairs nor links of a group."""
-        apart = frozenset(k for k, v in (judged or {}).items() if v == "no")
-        pairs = [p for p in pairs if _key(p.a, p.b) not in apart]
-        parent: dict[str, str] = {}
-
-        def root(x: str) -> str:
-            while parent.setdefault(x, x) != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for pair in pairs:
-            parent[root(pair.a)] = root(pair.b)
-        roots = sorted({root(x) for x in parent})
-        number = {r: n for n, r in enumerate(roots)}
-        return cls(
-            category={d.doc_id: d.category for d in docs},
-            group={x: number[root(x)] for x in parent},
-            silver=frozenset(_key(p.a, p.b) for p in pairs),
-            apart=apart,
-        )
-
-    def judge(self, a: str, b: str) -> Literal["correct", "wrong", "unlabelled"]:
-        """``correct`` for a silver pair, ``wrong`` for two events, else ``unlabelled``."""
-        if _key(a, b) in self.apart:
-            return "wrong"
-        if _key(a, b) in self.silver:
-            return "correct"
-        return "wrong" if self.different_events(a, b) else "unlabelled"
-
-    def different_events(self, a: str, b: str) -> bool:
-        """Judged two events, different categories, or both in silver groups but different
-        ones."""
-        if _key(a, b) in self.apart or self.category[a] != self.category[b]:
-            return True
-        ga, gb = self.group.get(a), self.group.get(b)
-        return ga is not None and gb is not None and ga != gb
-
-    def same_group(self, a: str, b: str) -> bool:
-        """Both in one silver group."""
-        ga = self.group.get(a)
-        return ga is not None and ga == self.group.get(b)
-
-
-#: The rewrites (silver pairs of Jaccard 0.2 to 0.95) read by hand and judged: ``yes`` (one
-#: event), ``no`` (two events sharing background paragraphs) or ``unsure``; with a reason.
-JUDGEMENTS = Path(__file__).with_name("story_judgements.csv")
-
-
-def load_gaps(path: Path) -> dict[tuple[str, str], float]:
-    """``{(doc a, doc b): days}`` between the two articles of a judged pair, where the texts
-    tell (column ``days_apart``: ``N``, or ``>N`` read as N + 1; empty: unknown, left out)."""
-    gaps: dict[tuple[str, str], float] = {}
-    with path.open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            text = (row.get("days_apart") or "").strip()
-            if text:
-                days = float(text.lstrip(">")) + (1 if text.startswith(">") else 0)
-                gaps[_key(row["doc_a"], row["doc_b"])] = days
-    return gaps
-
-
-def load_judgements(path: Path) -> dict[tuple[str, str], str]:
-    """``{(doc a, doc b): "yes" | "no" | "unsure"}`` from a judgements file (sorted keys)."""
-    with path.open(encoding="utf-8") as handle:
-        return {
-            _key(row["doc_a"], row["doc_b"]): row["same_event"].strip()
-            for row in csv.DictReader(handle)
-        }
-
-
-def copies_removed(docs: Sequence[BbcDoc], pairs: Sequence[SilverPair]) -> list[int]:
-    """Positions of ``docs`` left once copies are removed as dedup removes them: of each group
-    of exact copies and near-copies (silver pairs above the rewrite range), the first."""
-    copy_of: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while copy_of.setdefault(x, x) != x:
-            x = copy_of[x]
-        return x
-
-    for pair in pairs:
-        if pair.exact or pair.jaccard > REWRITES[1]:
-            a, b = sorted((root(pair.a), root(pair.b)))
-            copy_of[b] = a
-    seen: set[str] = set()
-    kept = []
-    for n, d in enumerate(docs):
-        group = root(d.doc_id)
-        if group not in seen:
-            seen.add(group)
-            kept.append(n)
-    return kept
 
 
 def no_window(rule: StoryRule) -> StoryRule:
@@ -290,12 +180,12 @@ def pair_scores(
     found: set[tuple[str, str]] = set()
     for i, j in candidates:
         a, b = items[i], items[j]
-        if gaps is not None and gaps.get(_key(a.id, b.id), 0.0) > window_days:
+        if gaps is not None and gaps.get(pair_key(a.id, b.id), 0.0) > window_days:
             continue
         if not admits(rule, a, b):
             continue
         verdicts[labels.judge(a.id, b.id)] += 1
-        found.add(_key(a.id, b.id))
+        found.add(pair_key(a.id, b.id))
     flagged = sum(verdicts.values())
     labelled = verdicts["correct"] + verdicts["wrong"]
     return {
@@ -329,12 +219,12 @@ def pair_report(
         for p in pairs
         if not p.exact and low <= p.jaccard <= high and p.a in present and p.b in present
     ]
-    positives = {_key(p.a, p.b) for p in rewrites}
+    positives = {pair_key(p.a, p.b) for p in rewrites}
     events = {k for k in positives if (judged or {}).get(k) == "yes"}
-    copies = {_key(p.a, p.b) for p in rewrites if p.jaccard >= COPY_JACCARD}
+    copies = {pair_key(p.a, p.b) for p in rewrites if p.jaccard >= COPY_JACCARD}
     vectors = np.stack([item.vector for item in items])
     candidates = candidate_pairs(vectors, PAIR_NEIGHBOURS)
-    keys = {_key(items[i].id, items[j].id) for i, j in candidates}
+    keys = {pair_key(items[i].id, items[j].id) for i, j in candidates}
     chosen: Bars = getattr(rule, bars)
     curve = []
     for name, values in (("mid", MID_SWEEP), ("strong", STRONG_SWEEP)):
@@ -455,7 +345,6 @@ class FeedItem:
 def load_feed_day(feeds_dir: Path) -> list[FeedItem]:
     """Parse and clean every item of ``feeds_dir/index.tsv``'s feeds; quality rejects and
     repeated ids are skipped (the worker stores an id once)."""
-    import csv
 
     from consumers.clean import clean_article
     from consumers.quality import check_quality
