@@ -5,7 +5,7 @@
 # The package list lives in pyproject.toml and nowhere else: this file installs torch (CPU build)
 # with the requirement it reads from pyproject.toml, then `pip install .`, both held to the
 # versions of constraints.txt (the same the Makefile installs). It never names another package;
-# tests/unit/test_dockerfile.py checks that. The `local` extra (embedded broker and
+# tests/unit/deploy/test_dockerfile.py checks that. The `local` extra (embedded broker and
 # Milvus Lite) is deliberately not installed: containers talk to real Kafka and Milvus.
 
 FROM python:3.11-slim AS build

@@ -40,7 +40,7 @@ MUST_NOT_SEND = [
     "core/__pycache__/settings.cpython-311.pyc",
     "newsstream/cli/__pycache__/trends.cpython-311.pyc",
     "consumers/worker.pyc",
-    "tests/unit/test_compose_file.py",
+    "tests/unit/deploy/test_compose_file.py",
     "docs/deploy.md",
 ]
 

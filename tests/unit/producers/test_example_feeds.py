@@ -17,7 +17,7 @@ from newsstream.stack.replay import FEED_SUFFIXES
 from producers.feeds import FeedSpec, feed_id
 from producers.parser import parse_feed
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "feeds"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "feeds"
 
 
 def _articles() -> list:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("core", "embedding", "producers", "consumers", "dedup", "search_api", "trends")
 #: Compares the local stores' own write rates on throw-away data dirs (the writer would add the
 #: keyword index to what it measures), so it writes through the client on purpose.

@@ -26,7 +26,7 @@ from search_api.dashboard_view import (
     worker_totals,
 )
 
-STATIC = Path(__file__).resolve().parents[2] / "search_api" / "static"
+STATIC = Path(__file__).resolve().parents[3] / "search_api" / "static"
 
 
 def _sample(t: float, indexed: int) -> Sample:

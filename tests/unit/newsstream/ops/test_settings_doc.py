@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from core.settings import Settings
 from newsstream.ops.settings_doc import BEGIN, END, render_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[4] / "README.md"
 
 
 def test_readme_holds_the_rendered_settings_table() -> None:

@@ -164,7 +164,7 @@ def test_a_silver_pair_judged_two_events_is_wrong_and_links_no_group() -> None:
 def test_the_judgements_cover_the_rewrites_of_the_shared_data() -> None:
     judged = load_judgements(JUDGEMENTS)
     assert set(judged.values()) <= {"yes", "no", "unsure"}
-    bbc = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval" / "bbc-news"
+    bbc = Path(__file__).resolve().parents[5] / "shared" / "data" / "eval" / "bbc-news"
     if not bbc.is_dir():
         pytest.skip(f"shared data absent at {bbc}")
     _docs, pairs = load_bbc(bbc)
