@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from consumers.dlq import dlq_reason
+from consumers.failpoints import failpoint
 from consumers.item import Batch, Item
 from consumers.quality import detect_language
 from core.errors import InvalidMessage
-from core.failpoints import failpoint
 from core.ids import content_hash
 from core.metrics import STAGE_SECONDS, Stage
 from store.row import encode_sources, truncate_utf8

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from consumers.failpoints import failpoint
 from consumers.item import Batch
 from consumers.outcomes import OutcomeTally
 from consumers.retry import retry_transient
 from core.errors import TransientError
-from core.failpoints import failpoint
 from core.metrics import STAGE_SECONDS, Stage
 
 

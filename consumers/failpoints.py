@@ -1,4 +1,4 @@
-"""Failpoints: named places where a test can make a process die as if by kill -9.
+"""Failpoints: named places in the worker where a test can make it die as if by kill -9.
 
 Set ``NEWSSTREAM_FAILPOINTS`` to a comma-separated list of names (for example
 ``after_upsert``) and the process sends itself SIGKILL the first time it reaches one of them.
@@ -17,7 +17,7 @@ _ACTIVE = frozenset(
 )
 
 #: The failpoints the code defines (the fault tests use these names).
-KNOWN = frozenset({"after_upsert", "during_embed", "after_publish"})
+KNOWN = frozenset({"after_upsert", "during_embed"})
 
 
 def failpoint(name: str) -> None:
