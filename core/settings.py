@@ -266,6 +266,23 @@ class Settings(BaseSettings):
     )
     parse_timeout_s: float = Field(30.0, gt=0, description="Wall-clock bound of one parse.")
 
+    # --- retention ---------------------------------------------------------------------------
+    retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        description="Days an article stays searchable, counted from its published time (else "
+        "its ingest time); older articles are deleted by the retention sweep and not published "
+        "by producers. 0 = keep forever. A feed's own value (`newsstream feeds update "
+        "--retention-days`) overrides it.",
+    )
+    retention_sweep_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds between retention sweeps in `up` (the first one a minute after "
+        "start); sweeps run while any retention window is set.",
+    )
+
     # --- API ---------------------------------------------------------------------------------
     api_host: str = Field(
         "127.0.0.1", description="API bind address (127.0.0.1 unless API keys are configured)."
