@@ -41,6 +41,10 @@ GROUPS: tuple[ModuleType, ...] = (
     ops,
 )
 
+#: Packages the container image leaves out (see .dockerignore): the commands that need them say
+#: so instead of failing with a traceback.
+LEFT_OUT_OF_IMAGE = ("newsstream.bench", "newsstream.evals")
+
 app = typer.Typer(
     help="News feeds to a live semantic search index.",
     no_args_is_help=True,
@@ -58,3 +62,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print(f"interrupted after {time.monotonic() - started:.1f} s")
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        left_out = [p for p in LEFT_OUT_OF_IMAGE if (exc.name or "").startswith(p)]
+        if not left_out:
+            raise
+        err_console.print(
+            f"[red]error:[/red] {left_out[0]} is not installed here: the container image leaves "
+            "the benchmarks and evaluations out; run them from a source checkout "
+            "(`pip install -e .`)",
+            soft_wrap=True,
+        )
+        sys.exit(2)

@@ -19,8 +19,15 @@ from deploy_files import DOCKERFILE, DOCKERIGNORE, ROOT, dockerfile, require_bin
 pytestmark = pytest.mark.integration
 
 #: Paths that must never be sent: the venv, local state, caches, test and bench artifacts,
-#: build output, git's database, secrets, and the tests (the image does not run them).
+#: build output, git's database, secrets, the tests (the image does not run them), and the
+#: benchmarks and evaluations (they run from a source checkout).
+#: Sources under the copied packages that stay out of the image.
+LEFT_OUT = ("newsstream/bench", "newsstream/evals")
+
 MUST_NOT_SEND = [
+    "newsstream/bench/ingest.py",
+    "newsstream/evals/stories.py",
+    "newsstream/evals/story_judgements.csv",
     ".venv/bin/python",
     ".venv/lib/python3.11/site-packages/torch/__init__.py",
     ".newsstream/up.json",
@@ -123,7 +130,7 @@ def test_dockerignore_keeps_local_state_caches_and_secrets_out_and_lets_copied_f
 
 def test_the_repositorys_build_context_holds_every_file_the_dockerfile_copies() -> None:
     """On this working copy: each file under a COPY source (package data included) is sent,
-    nothing of .venv, .git or tests is."""
+    except the benchmarks and evaluations; nothing of .venv, .git or tests is."""
     context = build_context(ROOT)
     needed = set()
     for source in copied_sources():
@@ -132,11 +139,21 @@ def test_the_repositorys_build_context_holds_every_file_the_dockerfile_copies() 
             needed.add(source)
             continue
         for folder, dirs, files in os.walk(path):
-            dirs[:] = [d for d in dirs if d != "__pycache__" and not d.endswith(".egg-info")]
+            dirs[:] = [
+                d
+                for d in dirs
+                if d != "__pycache__"
+                and not d.endswith(".egg-info")
+                and (Path(folder) / d).relative_to(ROOT).as_posix() not in LEFT_OUT
+            ]
             for name in files:
                 if not name.endswith((".pyc", ".pyo")):
                     needed.add((Path(folder) / name).relative_to(ROOT).as_posix())
     missing = sorted(needed - context)
     assert not missing, f"not in the build context: {missing}"
-    leaked = sorted(p for p in context if p.split("/")[0] in {".venv", ".git", "tests", ".env"})
+    leaked = sorted(
+        p
+        for p in context
+        if p.split("/")[0] in {".venv", ".git", "tests", ".env"} or p.startswith(LEFT_OUT)
+    )
     assert not leaked, f"sent to the Docker engine: {leaked[:20]}"
