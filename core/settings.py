@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         "news.story-edits",
         description="Compacted topic of story edits (one record per article an admin moved).",
     )
+    kafka_audit_topic: str = Field(
+        "news.audit",
+        description="Append-only topic of admin actions that change data (who, what, when, why).",
+    )
+    audit_retention_days: int = Field(
+        365, ge=1, le=36_500, description="Days the audit topic keeps a record (time retention)."
+    )
     kafka_partitions: int = Field(
         6,
         ge=1,
