@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.processing.strategies import (
@@ -56,6 +56,7 @@ from consumers.stories import AssignStories, StoryClusters
 from consumers.upsert import Upsert
 from core.metrics import BATCH_SIZE
 from core.settings import Settings
+from store.row import ArticleRow
 
 T = TypeVar("T")
 
@@ -104,7 +105,7 @@ def build_steps(
     settings: Settings,
     *,
     embedder: TextEmbedder,
-    upsert: Callable[[list[dict[str, Any]]], int],
+    upsert: Callable[[list[ArticleRow]], int],
     dedup: Deduplicator,
     stories: StoryClusters,
     dlq: DlqSink,
@@ -137,7 +138,7 @@ def build_steps(
     )
     per_batch = BatchSteps(
         dedup=CheckDuplicates(dedup, stop=stop, max_backoff_s=backoff),
-        embed=Embed(embedder, extra_fields=dedup.extra_fields),
+        embed=Embed(embedder),
         dlq=RouteToDlq(dlq, breaker, stop=stop, max_backoff_s=backoff),
         story=AssignStories(stories, stop=stop, max_backoff_s=backoff),
         upsert=Upsert(upsert, tally, stop=stop, max_backoff_s=backoff),

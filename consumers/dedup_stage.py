@@ -1,7 +1,8 @@
 """The worker's dedup stages: exact + near-duplicate check, and recording dedup state.
 
 What goes in: a batch's surviving :class:`consumers.item.Item` items. What comes out of
-:meth:`DedupStage.partition`: the items to embed and index, and the duplicates (exact by content
+:meth:`DedupStage.partition`: the items to embed and index (each carrying its unique
+:class:`dedup.index.Verdict`, whose content hash becomes the row's), and the duplicates (exact by content
 hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not embedded; the
 kept article records the duplicate's source and URL in ``also_reported_by`` (applied in
 :meth:`DedupStage.record`, after Milvus acknowledged the batch, so the kept row exists).
@@ -21,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pymilvus import MilvusClient, MilvusException
@@ -30,7 +32,7 @@ from consumers.retry import retry_transient
 from core.errors import TransientError
 from core.metrics import DEDUP_INDEX_SIZE, STAGE_SECONDS, Stage
 from core.settings import Settings
-from dedup.index import DedupIndex, IndexParams, Verdict
+from dedup.index import DedupIndex, IndexParams
 from dedup.lsh import LshParams
 from dedup.memory_backend import MemoryBackend
 from dedup.signature import SignatureParams
@@ -123,14 +125,12 @@ def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
 
 
 class Deduplicator(Protocol):
-    """What the dedup, embed and record steps need from the dedup stage."""
+    """What the dedup and record steps need from the dedup stage."""
 
     def partition(self, items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
-        """Split into (to index, duplicates); duplicates are recorded on their kept article."""
-        ...
-
-    def extra_fields(self, item: Item) -> dict[str, Any]:
-        """Row fields decided by dedup (the content hash)."""
+        """Split into (to index, duplicates); the items to index carry their unique
+        :class:`dedup.index.Verdict` (its content hash is the row's); duplicates are recorded
+        on their kept article."""
         ...
 
     def record(self, items: Sequence[Item]) -> None:
@@ -172,7 +172,6 @@ class DedupStage:
     ) -> None:
         self._index = index
         self._annotate = annotate
-        self._verdicts: dict[str, Verdict] = {}
         self._pending: dict[str, list[dict[str, str]]] = {}
 
     def partition(self, items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
@@ -190,20 +189,15 @@ class DedupStage:
                         {"source": article.source, "url": article.url}
                     )
             else:
-                keep.append(item)
-                self._verdicts[article.id] = verdict
+                keep.append(replace(item, verdict=verdict))
         return keep, duplicates
-
-    def extra_fields(self, item: Item) -> dict[str, Any]:
-        verdict = self._verdicts.get(item.article_id or "")
-        return {"content_hash": verdict.content_hash} if verdict else {}
 
     def record(self, items: Sequence[Item]) -> None:
         now = time.time()
         for item in items:
-            article_id = item.article_id or ""
-            verdict = self._verdicts.pop(article_id, None)
-            self._index.record(article_id, verdict if verdict else article_id, now)
+            assert item.clean is not None
+            article_id = item.clean.article.id
+            self._index.record(article_id, item.verdict or item.clean.text, now)
         if self._pending and self._annotate is not None:
             pending, self._pending = self._pending, {}
             try:

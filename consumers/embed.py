@@ -1,7 +1,10 @@
 """Stage 6, embed: the batch's survivors (only they) become rows with their vectors.
 
-In: a batch after the dedup step. Out: the same batch with ``rows`` (one per survivor whose
-vector is usable, in survivor order) and ``indexed`` (their items). One embedder call per batch.
+In: a batch after the dedup step. Out: the same batch with ``rows``, typed
+:class:`store.row.ArticleRow` values (one per survivor whose vector is usable, in survivor
+order, each its own story until the story step; its content hash is the dedup verdict's, or
+:func:`dedup.index.text_hash` of its text for an item the dedup step did not see) and
+``indexed`` (their items). One embedder call per batch.
 A vector that is not a finite vector of the collection's dimension is poison: its item joins
 the batch's poison (written to the DLQ by the next step) and the rest of the batch goes on.
 The failpoint ``during_embed`` lets the fault tests kill the worker here.
@@ -10,8 +13,8 @@ The failpoint ``during_embed`` lets the fault tests kill the worker here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -20,10 +23,10 @@ from consumers.failpoints import failpoint
 from consumers.item import Batch, Item
 from consumers.quality import detect_language
 from core.errors import InvalidMessage
-from core.ids import content_hash
 from core.metrics import STAGE_SECONDS, Stage
-from store.row import encode_sources, truncate_utf8
-from store.schema import TEXT_MAX, TITLE_MAX
+from dedup.index import text_hash
+from store.row import ArticleRow, truncate_utf8
+from store.schema import LANGUAGE_MAX, TEXT_MAX, TITLE_MAX
 
 
 class TextEmbedder(Protocol):
@@ -36,20 +39,10 @@ class TextEmbedder(Protocol):
 
 
 class Embed:
-    """The embed step (see the module docstring).
+    """The embed step (see the module docstring)."""
 
-    ``extra_fields(item)`` adds the row fields an earlier step decided (the dedup stage's
-    content hash).
-    """
-
-    def __init__(
-        self,
-        embedder: TextEmbedder,
-        *,
-        extra_fields: Callable[[Item], dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, embedder: TextEmbedder) -> None:
         self._embedder = embedder
-        self._extra_fields = extra_fields
 
     def __call__(self, batch: Batch) -> Batch:
         if not batch.survivors:
@@ -74,26 +67,21 @@ class Embed:
             return "embedding holds NaN or infinite values"
         return None
 
-    def _row(self, item: Item, vector: np.ndarray) -> dict[str, Any]:
+    def _row(self, item: Item, vector: np.ndarray) -> ArticleRow:
         assert item.clean is not None
         article = item.clean.article
         text = item.clean.text
-        row: dict[str, Any] = {
-            "id": article.id,
-            "embedding": vector.tolist(),
-            "title": truncate_utf8(item.clean.title, TITLE_MAX),
-            "text": truncate_utf8(text, TEXT_MAX),
-            "url": article.url,
-            "source": article.source,
-            "feed_id": article.feed_id,
-            "language": (article.language or detect_language(text))[:16],
-            "published_at": int(article.published_at or 0),
-            "ingested_at": int(time.time()),
-            "story_id": article.id,
-            "model": self._embedder.model_name,
-            "content_hash": content_hash(text),
-            "also_reported_by": encode_sources([]),
-        }
-        if self._extra_fields is not None:
-            row.update(self._extra_fields(item))
-        return row
+        return ArticleRow(
+            id=article.id,
+            embedding=vector.tolist(),
+            title=truncate_utf8(item.clean.title, TITLE_MAX),
+            text=truncate_utf8(text, TEXT_MAX),
+            url=article.url,
+            source=article.source,
+            feed_id=article.feed_id,
+            language=(article.language or detect_language(text))[:LANGUAGE_MAX],
+            published_at=int(article.published_at or 0),
+            ingested_at=int(time.time()),
+            model=self._embedder.model_name,
+            content_hash=item.verdict.content_hash if item.verdict else text_hash(text),
+        )

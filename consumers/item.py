@@ -3,20 +3,23 @@
 
 An item carries its origin (for a DLQ write), its ``produced_at`` header, and what the
 per-message steps made of it: the decoded article, its clean text, or a final verdict
-(rejected with a reason, or poison with its DLQ reason). A batch is the working state of the
-per-batch steps: who survives to be embedded, who turned out a duplicate or poison, the rows to
-upsert and the items they index. Its :meth:`Batch.report` is the outcome of every message.
+(rejected with a reason, or poison with its DLQ reason); the dedup step adds its
+:class:`dedup.index.Verdict` to the items it keeps. A batch is the working state of the
+per-batch steps: who survives to be embedded, who turned out a duplicate or poison, the typed
+rows to upsert (:class:`store.row.ArticleRow`) and the items they index. Its
+:meth:`Batch.report` is the outcome of every message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from consumers.clean import CleanArticle
 from consumers.outcomes import IndexReport
 from core.article import Article
 from core.metrics import RejectReason
+from dedup.index import Verdict
+from store.row import ArticleRow
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Item:
     clean: CleanArticle | None = None
     reject: RejectReason | None = None
     poison: str | None = None
+    verdict: Verdict | None = None  # set by the dedup step on the items it keeps
 
     @property
     def article_id(self) -> str | None:
@@ -72,7 +76,7 @@ class Batch:
     superseded: int
     duplicates: list[Item] = field(default_factory=list)
     poison: list[tuple[Item, str]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ArticleRow] = field(default_factory=list)
     indexed: list[Item] = field(default_factory=list)
 
     @classmethod

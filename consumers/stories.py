@@ -1,7 +1,8 @@
 """Story assignment: each new article joins the story of one event, or starts its own.
 
-What goes in: the rows of a batch about to be upserted (with their embeddings). What comes out:
-the same rows with ``story_id`` set. The decision is :mod:`consumers.story_rule`'s: the article
+What goes in: the rows of a batch about to be upserted (:class:`store.row.ArticleRow`, with
+their embeddings). What comes out: new rows, the same but for ``story_id`` (the rows given are
+never changed). The decision is :mod:`consumers.story_rule`'s: the article
 is compared with each candidate story's representative (its first article, the "seed", whose
 ``story_id`` is its own id), within the event window, on two signals (cosine and shared key
 terms) with thresholds for the text's length. An article already stored keeps its story when it
@@ -20,8 +21,8 @@ as rows another worker is writing at the same moment always could be: the articl
 its own story.
 
 :class:`AssignStories` is the worker's step around :class:`StoryAssigner`: in, a batch with its
-rows; out, the same rows with ``story_id`` set, before they are upserted (a Milvus outage is
-retried until ``stop``).
+rows; out, the batch holding the rows with their ``story_id``, before they are upserted (a
+Milvus outage is retried until ``stop``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pymilvus import MilvusClient
@@ -36,6 +39,7 @@ from pymilvus import MilvusClient
 from consumers.item import Batch
 from consumers.retry import retry_transient
 from consumers.story_rule import StoryFeatures, StoryRule, best_story
+from store.row import ArticleRow
 from store.schema import VECTOR_FIELD
 
 #: Seconds this worker remembers the seeds it created (longer than any Bounded staleness).
@@ -48,13 +52,13 @@ CANDIDATES = 16
 _SEED_FIELDS = ["id", "story_id", "title", "text", "published_at", "ingested_at", VECTOR_FIELD]
 
 
-def event_time(row: dict[str, Any]) -> float:
-    """When the row's event happened as far as we know: published, else ingested."""
+def event_time(row: Mapping[str, Any]) -> float:
+    """When a stored entity's event happened as far as we know: published, else ingested."""
     return float(row.get("published_at") or row.get("ingested_at") or 0)
 
 
-def features(row: dict[str, Any]) -> StoryFeatures:
-    """The story-rule features of a stored (or about to be stored) row."""
+def features(row: Mapping[str, Any]) -> StoryFeatures:
+    """The story-rule features of a stored entity (as Milvus returns it)."""
     return StoryFeatures.of(
         str(row["id"]),
         str(row.get("story_id") or row["id"]),
@@ -62,6 +66,18 @@ def features(row: dict[str, Any]) -> StoryFeatures:
         str(row.get("title") or ""),
         str(row.get("text") or ""),
         event_time(row),
+    )
+
+
+def row_features(row: ArticleRow) -> StoryFeatures:
+    """The story-rule features of a row about to be stored."""
+    return StoryFeatures.of(
+        row.id,
+        row.story_id or row.id,
+        row.embedding,
+        row.title,
+        row.text,
+        float(row.published_at or row.ingested_at),
     )
 
 
@@ -89,29 +105,31 @@ class StoryAssigner:
         self._cache: OrderedDict[str, StoryFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
-    def assign(self, rows: list[dict[str, Any]]) -> None:
-        """Set ``story_id`` on every row of ``rows`` (rows about to be upserted)."""
+    def assign(self, rows: Sequence[ArticleRow]) -> list[ArticleRow]:
+        """``rows`` (about to be upserted) with their ``story_id``, in the same order."""
         if not rows:
-            return
-        batch = [features(row) for row in rows]
+            return []
+        batch = [row_features(row) for row in rows]
         story_ids, stored = self._nearest_stories(batch)
         seeds = self._seeds(story_ids, stored)
+        assigned: list[ArticleRow] = []
         with self._lock:
             recent = self._recent_seeds()
             created: list[StoryFeatures] = []
             for row, article in zip(rows, batch, strict=True):
                 kept = stored.get(article.id)
                 if kept:  # published again: the stored story stands
-                    row["story_id"] = kept
+                    assigned.append(replace(row, story_id=kept))
                     continue
                 match = best_story(self.rule, article, [*seeds, *recent, *created])
-                row["story_id"] = match.story_id if match else article.id
+                assigned.append(replace(row, story_id=match.story_id if match else article.id))
                 if match is None:
                     created.append(article)
             now = time.monotonic()
             for seed in created:
                 self._recent.append((now, seed))
                 self._remember(seed)
+        return assigned
 
     def _nearest_stories(self, batch: list[StoryFeatures]) -> tuple[set[str], dict[str, str]]:
         """The stories of the stored rows nearest to the batch's articles within the event
@@ -182,9 +200,9 @@ class StoryAssigner:
 
 
 class StoryClusters(Protocol):
-    """What the story step needs: something that sets ``story_id`` on rows."""
+    """What the story step needs: the rows given back with their ``story_id``."""
 
-    def assign(self, rows: list[dict[str, Any]]) -> None: ...
+    def assign(self, rows: Sequence[ArticleRow]) -> list[ArticleRow]: ...
 
 
 class AssignStories:
@@ -200,7 +218,7 @@ class AssignStories:
     def __call__(self, batch: Batch) -> Batch:
         rows = batch.rows
         if rows:
-            retry_transient(
+            batch.rows = retry_transient(
                 lambda: self._stories.assign(rows),
                 dependency="milvus",
                 stop=self._stop,

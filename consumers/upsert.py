@@ -1,7 +1,8 @@
 """Stage 7, upsert: the batch's rows into Milvus, acknowledged and counted.
 
-In: a batch whose rows have their story. Out: the same batch, returned only once Milvus
-acknowledged every row. Ids are already unique inside the batch (:meth:`Batch.of` keeps the
+In: a batch whose rows (:class:`store.row.ArticleRow`) have their story. Out: the same batch,
+returned only once Milvus acknowledged every row (through the one writer,
+:meth:`store.writer.ArticleWriter.upsert`, which also feeds the keyword index). Ids are already unique inside the batch (:meth:`Batch.of` keeps the
 last version of an id), so a re-published article replaces its row and never adds a second
 one. The count Milvus returns is checked against the rows sent; a short count, like an outage,
 is retried with capped exponential backoff until ``stop``. The failpoint ``after_upsert`` lets
@@ -13,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from consumers.failpoints import failpoint
 from consumers.item import Batch
@@ -21,6 +21,7 @@ from consumers.outcomes import OutcomeTally
 from consumers.retry import retry_transient
 from core.errors import TransientError
 from core.metrics import STAGE_SECONDS, Stage
+from store.row import ArticleRow
 
 
 class Upsert:
@@ -28,7 +29,7 @@ class Upsert:
 
     def __init__(
         self,
-        upsert: Callable[[list[dict[str, Any]]], int],
+        upsert: Callable[[list[ArticleRow]], int],
         tally: OutcomeTally,
         *,
         stop: threading.Event,
@@ -62,7 +63,7 @@ class Upsert:
         )
         return batch
 
-    def _checked(self, rows: list[dict[str, Any]]) -> None:
+    def _checked(self, rows: list[ArticleRow]) -> None:
         count = self._upsert(rows)
         if count != len(rows):
             raise TransientError(f"Milvus acknowledged {count} of {len(rows)} rows")

@@ -1,8 +1,9 @@
 """The one write path of article rows: Milvus, plus the keyword index where Milvus has no BM25.
 
-What goes in: :class:`store.row.ArticleRow` values (or, until every caller builds those, rows
-as dicts of every schema field), or a partial change of stored rows (:meth:`ArticleWriter.update`
-and the changes built on it). What comes out: the upsert count Milvus acknowledged. Guaranteed:
+What goes in: :class:`store.row.ArticleRow` values (the worker and every change of stored rows;
+the benchmarks' bulk fills also pass dicts of every schema field, as
+:meth:`ArticleRow.to_milvus` makes them), or a partial change of stored rows
+(:meth:`ArticleWriter.update` and the changes built on it). What comes out: the upsert count Milvus acknowledged. Guaranteed:
 
 - when Milvus acknowledged every row and the collection has no BM25 field, the same rows are in
   the keyword index before ``upsert`` returns (a keyword-index failure raises
@@ -70,7 +71,8 @@ class ArticleWriter:
     def upsert(self, rows: Sequence[ArticleRow | Mapping[str, Any]]) -> int:
         """Upsert ``rows``; returns the count Milvus acknowledged (see the module docstring).
 
-        A dict must hold every schema field, as :meth:`ArticleRow.to_milvus` makes them.
+        A dict (the benchmarks' bulk fills) must hold every schema field, as
+        :meth:`ArticleRow.to_milvus` makes them.
         """
         entities = [row.to_milvus() if isinstance(row, ArticleRow) else row for row in rows]
         count = int(self._client.upsert(self._collection, entities)["upsert_count"])

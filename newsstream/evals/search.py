@@ -43,8 +43,7 @@ from search_api.results import SearchResult as Hit
 from search_api.searcher import Searcher
 from store.client import connect
 from store.compaction import wait_for_index
-from store.row import encode_sources
-from store.schema import VECTOR_FIELD
+from store.row import ArticleRow
 from store.writer import ArticleWriter
 
 BASELINE = {"recall@10": 0.991, "MRR@10": 0.919, "precision@10": 0.894}
@@ -126,25 +125,20 @@ def run_search_eval(
                 texts = [f"{d['title']}. {d['body']}" for d in chunk]
                 vectors = embedder.embed(texts)
                 rows = [
-                    {
-                        "id": d["id"],
-                        VECTOR_FIELD: v.tolist(),
-                        "title": d["title"],
-                        "text": t[:16000],
-                        "url": f"https://bbc.example/{d['id']}",
-                        "source": "bbc.example",
-                        "feed_id": d["category"],
-                        "language": "en",
-                        "published_at": 0,
-                        "ingested_at": 0,
-                        "story_id": d["id"],
-                        "model": embedder.model_name,
-                        "content_hash": "",
-                        "also_reported_by": encode_sources([]),
-                    }
+                    ArticleRow(
+                        id=d["id"],
+                        embedding=v.tolist(),
+                        title=d["title"],
+                        text=t[:16000],
+                        url=f"https://bbc.example/{d['id']}",
+                        source="bbc.example",
+                        feed_id=d["category"],
+                        language="en",
+                        model=embedder.model_name,
+                    )
                     for d, v, t in zip(chunk, vectors, texts, strict=True)
                 ]
-                stories.assign(rows)  # the worker's story rule, batch by batch
+                rows = stories.assign(rows)  # the worker's story rule, batch by batch
                 writer.upsert(rows)
                 progress.advance(task, len(chunk))
         # Unflushed rows are searched slowly (Milvus Lite: about 1 s a query) and a Milvus

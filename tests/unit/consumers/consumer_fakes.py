@@ -9,6 +9,7 @@ import hashlib
 import random
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from consumers.item import Origin
 from core.article import Article
 from core.errors import TransientError
 from core.ids import article_id
+from store.row import ArticleRow
 
 DIM = 8
 PUBLISHED = 1_700_000_000
@@ -166,14 +168,14 @@ class FakeMilvus:
 
     def __init__(self, events: Events | None = None) -> None:
         self.events = events or Events()
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, ArticleRow] = {}
         self.away = False
         self.hold = threading.Event()
         self.hold.set()
         self.calls = 0
         self.short_counts = 0  # upserts that acknowledge one row less than sent
 
-    def upsert(self, rows: list[dict[str, Any]]) -> int:
+    def upsert(self, rows: list[ArticleRow]) -> int:
         self.calls += 1
         self.hold.wait()
         if self.away:
@@ -182,8 +184,8 @@ class FakeMilvus:
             self.short_counts -= 1
             return len(rows) - 1
         for row in rows:
-            self.rows[row["id"]] = row
-        self.events.add("upsert", [row["id"] for row in rows])
+            self.rows[row.id] = row
+        self.events.add("upsert", [row.id for row in rows])
         return len(rows)
 
 
@@ -210,10 +212,9 @@ class OwnStories:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def assign(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            self.seen.append(row["id"])
-            row["story_id"] = row["id"]
+    def assign(self, rows: Sequence[ArticleRow]) -> list[ArticleRow]:
+        self.seen.extend(row.id for row in rows)
+        return [replace(row, story_id=row.id) for row in rows]
 
 
 class RecordingDedup:
@@ -225,10 +226,6 @@ class RecordingDedup:
 
     def partition(self, items: Any) -> Any:
         return self._inner.partition(items)
-
-    def extra_fields(self, item: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._inner.extra_fields(item)
-        return result
 
     def record(self, items: Any) -> None:
         self._events.add("record", [item.article_id for item in items])

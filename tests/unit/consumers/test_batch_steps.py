@@ -22,7 +22,7 @@ from core.article import Article
 from core.errors import TransientError
 from core.metrics import RejectReason
 from core.settings import Settings
-from dedup.index import DedupIndex
+from dedup.index import DedupIndex, text_hash
 from dedup.memory_backend import MemoryBackend
 
 STOP = threading.Event()  # never set: the steps retry for as long as an outage lasts
@@ -78,9 +78,6 @@ def test_dedup_waits_out_an_outage_of_its_backend() -> None:
                 raise failure
             return dedup.partition(items)
 
-        def extra_fields(self, item: Item) -> dict[str, Any]:
-            return {}
-
         def record(self, items: Any) -> None:
             pass
 
@@ -92,14 +89,13 @@ def test_embed_embeds_only_the_survivors_and_makes_poison_of_an_unusable_vector(
     embedder = FakeEmbedder()
     good, broken = _item(article(1), 0), _item(article(2, text=f"{NAN_MARK} " * 10), 1)
     batch = Batch.of([good, broken, Item(produced_at_ms=None, reject=RejectReason.EMPTY)])
-    batch = Embed(embedder, extra_fields=lambda item: {"content_hash": "h"})(batch)
+    batch = Embed(embedder)(batch)
     assert len(embedder.calls) == 1 and len(embedder.calls[0]) == 2  # one call, survivors only
     assert batch.indexed == [good]
-    assert [row["id"] for row in batch.rows] == [article(1).id]
+    assert [row.id for row in batch.rows] == [article(1).id]
     row = batch.rows[0]
-    assert (
-        len(row["embedding"]) == 8 and row["content_hash"] == "h" and row["model"] == "fake-model"
-    )
+    assert len(row.embedding) == 8 and row.model == "fake-model"
+    assert row.story_id == row.id and row.also_reported_by == ()
     assert [item for item, _ in batch.poison] == [broken]
     assert json.loads(batch.poison[0][1])["stage"] == "embed"
     assert batch.report().dlq == 1
@@ -120,7 +116,7 @@ def test_story_sets_the_story_of_every_row() -> None:
     stories = OwnStories()
     batch = AssignStories(stories, stop=STOP, max_backoff_s=0.01)(_embedded(article(1), article(2)))
     assert stories.seen == [article(1).id, article(2).id]
-    assert all(row["story_id"] == row["id"] for row in batch.rows)
+    assert all(row.story_id == row.id for row in batch.rows)
 
 
 def test_upsert_retries_a_short_count_until_every_row_is_acknowledged() -> None:
@@ -155,3 +151,18 @@ def test_record_remembers_only_indexed_articles() -> None:
     record(batch)
     copy = check(Batch.of([_item(article(2, text=text, title="Wire"), 1)]))
     assert not copy.survivors
+
+
+def test_a_row_holds_the_one_content_hash_the_dedup_step_decided() -> None:
+    dedup = _dedup()
+    wire = "UPDATE 2: The harbour council voted to reopen the old ferry route next spring."
+    checked = CheckDuplicates(dedup, stop=STOP, max_backoff_s=0.01)(
+        Batch.of([_item(article(1, text=wire, title="Ferry"), 0)])
+    )
+    (kept,) = checked.survivors
+    assert kept.verdict is not None and kept.clean is not None
+    (row,) = Embed(FakeEmbedder())(checked).rows
+    assert row.content_hash == kept.verdict.content_hash == text_hash(kept.clean.text)
+    # An item the dedup step did not see gets the same hash of the same text.
+    (unchecked,) = _embedded(article(1, text=wire, title="Ferry")).rows
+    assert unchecked.content_hash == row.content_hash

@@ -10,6 +10,7 @@ import pytest
 
 from consumers.stories import StoryAssigner
 from consumers.story_rule import StoryRule
+from store.row import ArticleRow
 from store.schema import VECTOR_FIELD
 
 TITLE = "Capriati out of Australian Open"
@@ -48,17 +49,21 @@ def unit(*values: float) -> list[float]:
     return [float(x) for x in vector / np.linalg.norm(vector)]
 
 
-def row(ident: str, vector: list[float], title: str = TITLE, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": ident,
-        "story_id": ident,
-        VECTOR_FIELD: vector,
-        "title": title,
-        "text": f"{title}. Reported from Melbourne by Jennifer Smith on Monday.",
-        "published_at": 1_700_000_000,
-        "ingested_at": 1_700_000_100,
-        **fields,
-    }
+def row(ident: str, vector: list[float], title: str = TITLE, **fields: Any) -> ArticleRow:
+    """A row about to be upserted (its own story unless ``story_id`` says otherwise)."""
+    given: dict[str, Any] = {"published_at": 1_700_000_000, "ingested_at": 1_700_000_100}
+    return ArticleRow(
+        id=ident,
+        embedding=vector,
+        title=title,
+        text=f"{title}. Reported from Melbourne by Jennifer Smith on Monday.",
+        **(given | fields),
+    )
+
+
+def stored(ident: str, vector: list[float], title: str = TITLE, **fields: Any) -> dict[str, Any]:
+    """A row as Milvus returns it."""
+    return row(ident, vector, title, **fields).to_milvus()
 
 
 @pytest.fixture
@@ -77,30 +82,30 @@ def test_reads_at_the_configured_consistency(milvus: FakeMilvus) -> None:
 
 
 def test_a_stored_seed_gives_its_story(milvus: FakeMilvus) -> None:
-    milvus.visible = [row("seed", unit(1, 0.1, 0))]
+    milvus.visible = [stored("seed", unit(1, 0.1, 0))]
     rows = [row("new", unit(1, 0, 0)), row("other", unit(0, 0, 1), OTHER)]
-    assigner(milvus).assign(rows)
-    assert [r["story_id"] for r in rows] == ["seed", "other"]
+    assigned = assigner(milvus).assign(rows)
+    assert [r.story_id for r in assigned] == ["seed", "other"]
+    assert [r.story_id for r in rows] == ["new", "other"], "the rows given are left as they are"
+    assert assigned[0] == rows[0].with_changes(story_id="seed")
 
 
 def test_a_stored_member_leads_to_its_seed_never_to_itself(milvus: FakeMilvus) -> None:
     # The member is nearest, but the new article is compared with the member's seed, which
     # is too far: no chain from seed to member to newcomer.
     milvus.visible = [
-        row("seed", unit(1, 2, 0)),
-        row("member", unit(1, 0.1, 0), story_id="seed"),
+        stored("seed", unit(1, 2, 0)),
+        stored("member", unit(1, 0.1, 0), story_id="seed"),
     ]
     rows = [row("new", unit(1, 0, 0))]
-    assigner(milvus).assign(rows)
-    assert rows[0]["story_id"] == "new"
+    assert assigner(milvus).assign(rows)[0].story_id == "new"
 
 
 def test_a_seed_outside_the_window_is_no_candidate(milvus: FakeMilvus) -> None:
-    milvus.visible = [row("seed", unit(1, 0, 0), published_at=1_700_000_000 - 3 * 86_400)]
+    milvus.visible = [stored("seed", unit(1, 0, 0), published_at=1_700_000_000 - 3 * 86_400)]
     rows = [row("new", unit(1, 0, 0))]
     stories = assigner(milvus)
-    stories.assign(rows)
-    assert rows[0]["story_id"] == "new"
+    assert stories.assign(rows)[0].story_id == "new"
     search = next(call for kind, call in milvus.calls if kind == "search")
     assert "published_at >=" in search["filter"], "the window is applied in Milvus too"
 
@@ -109,37 +114,33 @@ def test_a_seed_of_the_previous_batch_is_found_before_milvus_shows_it(milvus: Fa
     stories = assigner(milvus)
     stories.assign([row("first", unit(1, 0, 0))])  # upserted, not yet visible to a Bounded read
     second = [row("retold", unit(1, 0.05, 0)), row("unrelated", unit(0, 1, 0), OTHER)]
-    stories.assign(second)
-    assert [r["story_id"] for r in second] == ["first", "unrelated"]
+    assert [r.story_id for r in stories.assign(second)] == ["first", "unrelated"]
 
 
 def test_recent_seeds_are_forgotten_after_recent_s(milvus: FakeMilvus) -> None:
     stories = assigner(milvus, recent_s=0.0)
     stories.assign([row("first", unit(1, 0, 0))])
     later = [row("retold", unit(1, 0.05, 0))]
-    stories.assign(later)
-    assert later[0]["story_id"] == "retold"
+    assert stories.assign(later)[0].story_id == "retold"
 
 
 def test_a_seed_earlier_in_the_batch_is_a_candidate(milvus: FakeMilvus) -> None:
     rows = [row("x", unit(1, 0, 0)), row("y", unit(1, 0.01, 0))]
-    assigner(milvus).assign(rows)
-    assert [r["story_id"] for r in rows] == ["x", "x"]
+    assert [r.story_id for r in assigner(milvus).assign(rows)] == ["x", "x"]
 
 
 def test_a_stored_article_published_again_keeps_its_story(milvus: FakeMilvus) -> None:
     # An admin moved "moved" into story "other": publishing it again must not undo that.
     milvus.visible = [
-        row("seed", unit(1, 0, 0)),
-        row("moved", unit(1, 0, 0), story_id="other"),
+        stored("seed", unit(1, 0, 0)),
+        stored("moved", unit(1, 0, 0), story_id="other"),
     ]
     again = [row("moved", unit(1, 0, 0))]
-    assigner(milvus).assign(again)
-    assert again[0]["story_id"] == "other"
+    assert assigner(milvus).assign(again)[0].story_id == "other"
 
 
 def test_seeds_read_from_milvus_are_cached(milvus: FakeMilvus) -> None:
-    milvus.visible = [row("seed", unit(1, 0.1, 0))]
+    milvus.visible = [stored("seed", unit(1, 0.1, 0))]
     stories = assigner(milvus)
     stories.assign([row("a", unit(1, 0, 0))])
     seed_reads = [c for k, c in milvus.calls if k == "get" and VECTOR_FIELD in c["output_fields"]]
