@@ -89,6 +89,10 @@ ENTRIES_PUBLISHED = Counter(
 ENTRIES_SKIPPED_SEEN = Counter(
     "newsstream_entries_skipped_seen_total", "Feed entries not republished: already delivered."
 )
+ENTRIES_SKIPPED_EXPIRED = Counter(
+    "newsstream_entries_skipped_expired_total",
+    "Feed entries not published: older than their feed's retention window.",
+)
 FEEDS_BROKEN = Gauge("newsstream_feeds_broken", "Feeds whose last fetch failed (error streak > 0).")
 FEEDS_POLLED = Counter("newsstream_feeds_polled_total", "Completed feed polls (any result).")
 

@@ -6,6 +6,7 @@ A feeds file is TOML with one ``[[feed]]`` table per feed::
     url = "https://feeds.npr.org/1004/rss.xml"
     name = "NPR World"
     tags = ["world"]
+    retention_days = 30   # optional: this feed's retention window (0 = keep forever)
 
 A feed's id is stable for its URL (``sha256(canonical url)[:16]``), so renaming a feed keeps its
 state. Loading fails with a message naming the file and the entry when the file is malformed.
@@ -27,11 +28,16 @@ DEFAULT_FEEDS_RESOURCE = "default_feeds.toml"
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """One feed to poll."""
+    """One feed to poll.
+
+    ``retention_days`` is the feed's own retention window in days (0 = keep its articles
+    forever); None means the global ``NEWSSTREAM_RETENTION_DAYS`` applies.
+    """
 
     url: str
     name: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    retention_days: int | None = None
 
     @property
     def id(self) -> str:
@@ -65,6 +71,7 @@ def parse_feeds_toml(text: str, origin: str) -> list[FeedSpec]:
             url=url,
             name=str(entry.get("name", "")),
             tags=tuple(str(t) for t in entry.get("tags", [])),
+            retention_days=_retention(entry.get("retention_days"), f"{origin}: feed #{number}"),
         )
         if spec.id not in seen:
             seen.add(spec.id)
@@ -94,8 +101,30 @@ def feeds_to_toml(feeds: list[FeedSpec]) -> str:
             lines.append(f"name = {_toml_str(spec.name)}")
         if spec.tags:
             lines.append("tags = [" + ", ".join(_toml_str(t) for t in spec.tags) + "]")
+        if spec.retention_days is not None:
+            lines.append(f"retention_days = {spec.retention_days}")
         lines.append("")
     return "\n".join(lines)
+
+
+#: The longest retention window a feed may have (the settings' own bound, 100 years).
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention(value: object, where: str) -> int | None:
+    """A feed's ``retention_days`` (None when absent); ConfigurationError when not 0..max."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_RETENTION_DAYS
+    ):
+        raise ConfigurationError(
+            f"{where}: retention_days must be a whole number of days from 0 (keep forever) to "
+            f"{MAX_RETENTION_DAYS}, found {value!r}"
+        )
+    return value
 
 
 def _toml_str(value: str) -> str:

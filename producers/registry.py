@@ -1,7 +1,14 @@
 """The feed registry: feeds added by users, persisted in ``<data dir>/producer.sqlite3``.
 
-What goes in: URLs with an optional name and tags (``newsstream feeds add``), OPML files.
-What comes out: the feeds to poll, each with its origin, and their status for ``feeds list``.
+What goes in: URLs with an optional name, tags and retention window (``newsstream feeds add``
+and ``feeds update``), OPML files. What comes out: the feeds to poll, each with its origin, and
+their status for ``feeds list``.
+
+A feed's retention window (``retention_days``: None follows ``NEWSSTREAM_RETENTION_DAYS``, 0
+keeps the feed's articles forever; see :mod:`producers.retention`) is a nullable column added by
+:data:`_MIGRATIONS` to registry files made before it existed. In OPML it is the
+``newsstream:retentionDays`` attribute of an outline, in the :data:`OPML_NAMESPACE` namespace,
+so other readers ignore it and an export imports back with the same windows.
 
 How registry feeds and config-file feeds merge (:func:`resolve_feeds`):
 
@@ -32,7 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import ConfigurationError, InvalidInput
-from producers.feeds import FeedSpec, feed_id, load_feeds
+from producers.feeds import MAX_RETENTION_DAYS, FeedSpec, feed_id, load_feeds
 from producers.state import FeedState, ProducerState
 
 _SCHEMA = """
@@ -41,10 +48,18 @@ CREATE TABLE IF NOT EXISTS feed_registry (
     url TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
     tags TEXT NOT NULL DEFAULT '[]',
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    retention_days INTEGER
 );
 """
+#: Columns added after the first release: (column, its definition), applied to older files.
+_MIGRATIONS = (("retention_days", "INTEGER"),)
 MAX_OPML_BYTES = 5_000_000
+#: The namespace of newsstream's own OPML attributes.
+OPML_NAMESPACE = "https://github.com/newsstream/opml"
+_RETENTION_ATTR = f"{{{OPML_NAMESPACE}}}retentionDays"
+ET.register_namespace("newsstream", OPML_NAMESPACE)
+_COLUMNS = "url, name, tags, retention_days"
 
 
 class FeedOrigin(StrEnum):
@@ -100,30 +115,55 @@ class FeedRegistry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def add(self, url: str, name: str = "", tags: tuple[str, ...] = ()) -> tuple[FeedSpec, bool]:
-        """Add (or update the name and tags of) a feed; returns it and whether it was new."""
+    def add(
+        self,
+        url: str,
+        name: str = "",
+        tags: tuple[str, ...] = (),
+        retention_days: int | None = None,
+    ) -> tuple[FeedSpec, bool]:
+        """Add (or update the name and tags of) a feed; returns it and whether it was new.
+
+        ``retention_days`` sets the feed's own window when given; None leaves a registered
+        feed's window as it was (a new feed then follows the global window).
+        """
+        days = check_retention_days(retention_days)
         spec = FeedSpec(url=validate_url(url), name=name.strip(), tags=_clean_tags(tags))
         with self._lock:
             existed = self._db.execute(
                 "SELECT 1 FROM feed_registry WHERE feed_id=?", (spec.id,)
             ).fetchone()
             self._db.execute(
-                "INSERT INTO feed_registry(feed_id, url, name, tags, added_at) VALUES(?,?,?,?,?) "
-                "ON CONFLICT(feed_id) DO UPDATE SET name=excluded.name, tags=excluded.tags",
-                (spec.id, spec.url, spec.name, json.dumps(list(spec.tags)), time.time()),
+                "INSERT INTO feed_registry(feed_id, url, name, tags, added_at, retention_days) "
+                "VALUES(?,?,?,?,?,?) ON CONFLICT(feed_id) DO UPDATE SET name=excluded.name, "
+                "tags=excluded.tags, "
+                "retention_days=coalesce(excluded.retention_days, feed_registry.retention_days)",
+                (spec.id, spec.url, spec.name, json.dumps(list(spec.tags)), time.time(), days),
             )
-        return spec, existed is None
+        stored = self.get(spec.id)
+        return stored or spec, existed is None
+
+    def set_retention(self, url_or_id: str, days: int | None) -> FeedSpec | None:
+        """Set a registry feed's own window (None: follow the global one again); returns the
+        feed, or None when the registry does not hold it."""
+        checked = check_retention_days(days)
+        target = _ident(url_or_id)
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE feed_registry SET retention_days=? WHERE feed_id=?", (checked, target)
+            ).rowcount
+        return self.get(target) if changed else None
 
     def remove(self, url_or_id: str) -> FeedSpec | None:
         """Remove a feed by URL or id; returns it, or None when the registry does not hold it."""
-        key = url_or_id.strip()
-        target = feed_id(key) if "://" in key else key
+        target = _ident(url_or_id)
         found = self.get(target)
         if found is not None:
             with self._lock:
@@ -133,7 +173,7 @@ class FeedRegistry:
     def get(self, ident: str) -> FeedSpec | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT url, name, tags FROM feed_registry WHERE feed_id=?", (ident,)
+                f"SELECT {_COLUMNS} FROM feed_registry WHERE feed_id=?", (ident,)
             ).fetchone()
         return _spec(row) if row else None
 
@@ -141,7 +181,7 @@ class FeedRegistry:
         """Every registry feed, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT url, name, tags FROM feed_registry ORDER BY added_at, url"
+                f"SELECT {_COLUMNS} FROM feed_registry ORDER BY added_at, url"
             ).fetchall()
         return [_spec(row) for row in rows]
 
@@ -149,15 +189,47 @@ class FeedRegistry:
         """Add every feed of an OPML file; returns (added, already there)."""
         added = existing = 0
         for spec in parse_opml(path)[0]:
-            _spec_added, new = self.add(spec.url, spec.name, spec.tags)
+            _spec_added, new = self.add(spec.url, spec.name, spec.tags, spec.retention_days)
             added += new
             existing += not new
         return added, existing
 
 
-def _spec(row: tuple[str, str, str]) -> FeedSpec:
-    url, name, tags = row
-    return FeedSpec(url=url, name=name, tags=tuple(json.loads(tags)))
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns of :data:`_MIGRATIONS` a registry file made by an older release lacks."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(feed_registry)")}
+    for column, definition in _MIGRATIONS:
+        if column in present:
+            continue
+        try:
+            db.execute(f"ALTER TABLE feed_registry ADD COLUMN {column} {definition}")
+        except sqlite3.OperationalError as exc:
+            # Another process sharing the file added it between our check and our ALTER.
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _ident(url_or_id: str) -> str:
+    key = url_or_id.strip()
+    return feed_id(key) if "://" in key else key
+
+
+def check_retention_days(days: int | None) -> int | None:
+    """``days`` when it is None or a whole number of days from 0 to the maximum; else
+    :class:`InvalidInput` naming what was expected."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidInput(
+            f"a feed's retention must be 0 (keep forever) to {MAX_RETENTION_DAYS} days, "
+            f"found {days!r}"
+        )
+    return days
+
+
+def _spec(row: tuple[str, str, str, int | None]) -> FeedSpec:
+    url, name, tags, retention_days = row
+    return FeedSpec(url=url, name=name, tags=tuple(json.loads(tags)), retention_days=retention_days)
 
 
 def _clean_tags(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -236,7 +308,12 @@ def parse_opml(path: Path) -> tuple[list[FeedSpec], list[str]]:
                 continue
             category = tuple(c.strip("/ ") for c in (outline.get("category") or "").split(","))
             name = "" if label == url else label  # export writes the URL when unnamed
-            spec = FeedSpec(valid, name, _clean_tags((*tags, *category)))
+            try:
+                retention = _opml_retention(outline.get(_RETENTION_ATTR))
+            except InvalidInput as exc:
+                problems.append(f"{valid}: {exc}")
+                continue
+            spec = FeedSpec(valid, name, _clean_tags((*tags, *category)), retention)
             if spec.id not in seen:
                 seen.add(spec.id)
                 feeds.append(spec)
@@ -245,8 +322,20 @@ def parse_opml(path: Path) -> tuple[list[FeedSpec], list[str]]:
     return feeds, problems
 
 
+def _opml_retention(value: str | None) -> int | None:
+    """The ``newsstream:retentionDays`` attribute as days (None when absent)."""
+    if value is None:
+        return None
+    try:
+        days = int(value.strip())
+    except ValueError:
+        raise InvalidInput(f"retentionDays must be a whole number, found {value!r}") from None
+    return check_retention_days(days)
+
+
 def to_opml(feeds: list[FeedSpec], title: str = "newsstream feeds") -> str:
-    """An OPML 2.0 document of ``feeds`` (tags in the ``category`` attribute)."""
+    """An OPML 2.0 document of ``feeds`` (tags in the ``category`` attribute, a feed's own
+    retention window in ``newsstream:retentionDays``)."""
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
     ET.SubElement(head, "title").text = title
@@ -257,6 +346,8 @@ def to_opml(feeds: list[FeedSpec], title: str = "newsstream feeds") -> str:
             attrs["title"] = spec.name
         if spec.tags:
             attrs["category"] = ",".join(spec.tags)
+        if spec.retention_days is not None:
+            attrs[_RETENTION_ATTR] = str(spec.retention_days)
         ET.SubElement(body, "outline", attrs)
     ET.indent(opml)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode") + "\n"

@@ -1,7 +1,9 @@
 """The poll scheduler: which feed to fetch when, and one poll from fetch to committed state.
 
 One poll: conditional fetch (holding one of the host's fetch slots) -> parse (in the sandboxed
-parser pool) -> drop entries already delivered with the same content -> publish -> wait for
+parser pool) -> drop entries older than the feed's retention window (counted in
+``newsstream_entries_skipped_expired_total``: a backfill must not index what the next retention
+sweep deletes) -> drop entries already delivered with the same content -> publish -> wait for
 delivery reports -> commit the feed's new validators, seen entries and next poll time. A 304
 costs no parse and no publish. If any entry was not acknowledged, the validators are not
 advanced (the next poll fetches the whole feed again); acknowledged entries are still recorded
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 from core.errors import FeedError, TransientError
 from core.ids import entry_fingerprint
 from core.metrics import (
+    ENTRIES_SKIPPED_EXPIRED,
     ENTRIES_SKIPPED_SEEN,
     FEED_FETCH_SECONDS,
     FEED_FETCHES,
@@ -37,6 +40,7 @@ from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher, RateLimited
 from producers.parser import ParsedFeed, parse_feed
 from producers.publisher import Publisher
+from producers.retention import expired, window_days
 from producers.schedule import HostLimiter, SchedulePolicy, host_of
 from producers.state import FeedState, ProducerState
 
@@ -74,6 +78,7 @@ class PollReport:
     result: str
     entries: int = 0
     published: int = 0
+    expired: int = 0
     error: str | None = None
     next_poll_at: float = 0.0
 
@@ -101,6 +106,7 @@ class Scheduler:
         parser: Parser | None = None,
         publish_timeout_s: float = 60.0,
         feed_source: Callable[[], list[FeedSpec]] | None = None,
+        retention_days: int = 0,
     ) -> None:
         self._feeds = list(feeds)
         self._fetcher = fetcher
@@ -115,6 +121,7 @@ class Scheduler:
         self._parser: Parser = parser or InProcessParser()
         self._publish_timeout_s = publish_timeout_s
         self._feed_source = feed_source
+        self._retention_days = retention_days
         self._broken: set[str] = set()
         self._broken_lock = threading.Lock()
         self._kafka_blocked = threading.Event()
@@ -184,10 +191,16 @@ class Scheduler:
         headers: dict[str, str],
         now: float,
     ) -> PollReport:
-        hashes = {a.id: entry_fingerprint(a.title, a.summary, a.content) for a in parsed.articles}
+        days = window_days(feed.retention_days, self._retention_days)
+        current = [a for a in parsed.articles if not expired(a.published_at, int(now), now, days)]
+        skipped = len(parsed.articles) - len(current)
+        if skipped:
+            ENTRIES_SKIPPED_EXPIRED.inc(skipped)
+            log.info("feed %s: %d entries older than its %d-day retention", feed.url, skipped, days)
+        hashes = {a.id: entry_fingerprint(a.title, a.summary, a.content) for a in current}
         fresh_ids = self._state.unseen(hashes.items())
         # Several entries of one feed can share an id (same link twice): publish each id once.
-        unique = list({a.id: a for a in parsed.articles if a.id in fresh_ids}.values())
+        unique = list({a.id: a for a in current if a.id in fresh_ids}.values())
         ENTRIES_SKIPPED_SEEN.inc(len(hashes) - len(fresh_ids))
         try:
             delivered = (
@@ -227,6 +240,7 @@ class Scheduler:
             FetchResult.OK if complete else PUBLISH_INCOMPLETE,
             entries=len(parsed.articles),
             published=len(delivered),
+            expired=skipped,
             next_poll_at=new_state.next_poll_at,
         )
 

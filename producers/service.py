@@ -80,6 +80,7 @@ def build_scheduler(
         parser=parser,
         publish_timeout_s=settings.publish_timeout_s,
         feed_source=feed_source,
+        retention_days=settings.retention_days,
     )
     return scheduler, publisher, fetcher, state
 

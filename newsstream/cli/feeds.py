@@ -1,6 +1,7 @@
 """``newsstream feeds``: the feed registry from the command line.
 
-``add URL [--name --tags]``, ``remove URL|ID``, ``list`` (with each feed's poll status),
+``add URL [--name --tags --retention-days]``, ``update URL|ID [--retention-days N |
+--default-retention]``, ``remove URL|ID``, ``list`` (with each feed's poll status),
 ``import FILE.opml``, ``export [--output FILE]`` and ``snapshot DIR`` (save every feed's current
 document for a later ``newsstream up --replay DIR``). The registry lives in the data dir's
 ``producer.sqlite3``; how it merges with the feeds file is documented in
@@ -60,16 +61,47 @@ def register(app: typer.Typer) -> None:
         tags: Annotated[
             list[str] | None, typer.Option("--tags", help="Tags (repeat or comma-separate).")
         ] = None,
+        retention_days: Annotated[
+            int | None,
+            typer.Option(min=0, help="This feed's retention window in days (0 = keep forever)."),
+        ] = None,
     ) -> None:
         """Add a feed (or update its name and tags)."""
         registry = FeedRegistry(state_path(settings_or_exit().data_dir))
         try:
-            spec, new = registry.add(url, name, tuple(tags or ()))
+            spec, new = registry.add(url, name, tuple(tags or ()), retention_days)
         except NewsstreamError as exc:
             raise fail(exc) from None
         finally:
             registry.close()
         console.print(f"{'added' if new else 'updated'} {spec.id} {spec.url}")
+
+    @feeds.command("update")
+    def update(
+        target: Annotated[str, typer.Argument(help="The feed's URL or id.")],
+        retention_days: Annotated[
+            int | None,
+            typer.Option(min=0, help="This feed's retention window in days (0 = keep forever)."),
+        ] = None,
+        default_retention: Annotated[
+            bool,
+            typer.Option("--default-retention", help="Follow NEWSSTREAM_RETENTION_DAYS again."),
+        ] = False,
+    ) -> None:
+        """Change a registry feed's retention window (the next retention sweep applies it)."""
+        if (retention_days is None) == (not default_retention):
+            raise typer.BadParameter("give exactly one of --retention-days and --default-retention")
+        registry = FeedRegistry(state_path(settings_or_exit().data_dir))
+        try:
+            spec = registry.set_retention(target, retention_days)
+        except NewsstreamError as exc:
+            raise fail(exc) from None
+        finally:
+            registry.close()
+        if spec is None:
+            raise fail(NewsstreamError(f"{target}: no such feed in the registry (`feeds add` it)"))
+        window = "the global window" if spec.retention_days is None else f"{spec.retention_days} d"
+        console.print(f"updated {spec.id} {spec.url}: retention {window}")
 
     @feeds.command("remove")
     def remove(target: Annotated[str, typer.Argument(help="The feed's URL or id.")]) -> None:
@@ -109,7 +141,7 @@ def register(app: typer.Typer) -> None:
             registry.close()
             state.close()
         table = Table(title=f"{len(rows)} feeds")
-        for column in ("id", "name", "url", "origin", "last fetch", "result", "items"):
+        for column in ("id", "name", "url", "origin", "retention", "last fetch", "result", "items"):
             table.add_column(column, overflow="fold")
         table.add_column("next poll")
         table.add_column("errors", justify="right")
@@ -123,6 +155,7 @@ def register(app: typer.Typer) -> None:
                 row.spec.name,
                 row.spec.url,
                 str(row.origin),
+                "-" if row.spec.retention_days is None else f"{row.spec.retention_days} d",
                 _when(st.last_fetch_at),
                 result,
                 str(st.items),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from core.errors import InvalidInput
 from producers.feeds import FeedSpec, feeds_to_toml
 from producers.registry import (
+    OPML_NAMESPACE,
     FeedOrigin,
     FeedRegistry,
     feed_statuses,
@@ -111,3 +113,74 @@ def test_hostile_or_broken_opml_is_refused(tmp_path: Path) -> None:
     for path in (laughs, broken, html):
         with pytest.raises(InvalidInput):
             parse_opml(path)
+
+
+#: The registry table as releases before feed retention windows made it.
+OLD_SCHEMA = """
+CREATE TABLE feed_registry (
+    feed_id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    added_at REAL NOT NULL
+);
+"""
+
+
+def test_a_registry_file_from_before_retention_windows_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "producer.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    spec = FeedSpec("https://old.example/rss", "Old", ("x",))
+    old.execute(
+        "INSERT INTO feed_registry VALUES (?, ?, ?, ?, ?)",
+        (spec.id, spec.url, spec.name, '["x"]', 1.0),
+    )
+    old.commit()
+    old.close()
+    registry = FeedRegistry(path)
+    assert registry.all() == [spec]  # kept, following the global window
+    assert registry.set_retention(spec.url, 9) == FeedSpec(spec.url, "Old", ("x",), 9)
+    registry.close()
+    reopened = FeedRegistry(path)  # a second open finds the column there
+    assert reopened.get(spec.id) == FeedSpec(spec.url, "Old", ("x",), 9)
+    reopened.close()
+
+
+def test_a_feed_window_is_set_kept_and_cleared(registry: FeedRegistry) -> None:
+    spec, _ = registry.add("https://a.example/rss", "A", retention_days=5)
+    assert spec.retention_days == 5
+    renamed, _ = registry.add("https://a.example/rss", "A2")  # no window given: kept
+    assert (renamed.name, renamed.retention_days) == ("A2", 5)
+    assert registry.set_retention(spec.id, 0) == FeedSpec(spec.url, "A2", (), 0)
+    cleared = registry.set_retention(spec.url, None)
+    assert cleared is not None and cleared.retention_days is None
+    assert registry.set_retention("https://unknown.example/rss", 3) is None
+    for bad in (-1, 40_000):
+        with pytest.raises(InvalidInput):
+            registry.set_retention(spec.id, bad)
+
+
+def test_opml_round_trips_feed_windows_in_the_project_namespace(
+    registry: FeedRegistry, tmp_path: Path
+) -> None:
+    registry.add("https://a.example/rss", "A", ("world",), retention_days=7)
+    registry.add("https://b.example/rss", retention_days=0)
+    registry.add("https://c.example/rss")
+    exported = tmp_path / "export.opml"
+    exported.write_text(to_opml(registry.all()))
+    assert f'xmlns:newsstream="{OPML_NAMESPACE}"' in exported.read_text()
+    again = FeedRegistry(tmp_path / "other.sqlite3")
+    assert again.import_opml(exported) == (3, 0)
+    assert again.all() == registry.all()
+    # Another tool's OPML with a bad window: that outline is skipped and named.
+    foreign = tmp_path / "foreign.opml"
+    foreign.write_text(
+        f'<opml version="2.0" xmlns:ns="{OPML_NAMESPACE}"><head/><body>'
+        '<outline text="D" xmlUrl="https://d.example/rss" ns:retentionDays="soon"/>'
+        '<outline text="E" xmlUrl="https://e.example/rss" ns:retentionDays="30"/></body></opml>'
+    )
+    feeds, problems = parse_opml(foreign)
+    assert [(f.url, f.retention_days) for f in feeds] == [("https://e.example/rss", 30)]
+    assert len(problems) == 1 and "https://d.example/rss" in problems[0]
+    again.close()
