@@ -18,6 +18,7 @@ from newsstream.cli import (
     dedup_eval,
     feeds,
     ops,
+    retention,
     search,
     search_eval,
     services,
@@ -39,6 +40,7 @@ GROUPS: tuple[ModuleType, ...] = (
     bench,
     trends,
     ops,
+    retention,
 )
 
 #: Packages the container image leaves out (see .dockerignore): the commands that need them say

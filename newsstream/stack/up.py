@@ -3,9 +3,10 @@
 Order: the local broker (unless NEWSSTREAM_KAFKA_BOOTSTRAP is set), the Milvus Lite server
 (unless NEWSSTREAM_MILVUS_URI is set), the replay server (with ``--replay``), then the API,
 the worker and the producer as supervised child processes that reach Kafka and Milvus over
-the network exactly as in production. Prints the API base URL on a line of its own, then a live
-status line (feeds polled, articles indexed; see :class:`StatusLine`). Ctrl-C or SIGTERM prints
-a final status line, then stops everything.
+the network exactly as in production, and the retention sweep (``newsstream retention run``)
+when a retention window is set at start (globally or for a feed). Prints the API base URL on a
+line of its own, then a live status line (feeds polled, articles indexed; see
+:class:`StatusLine`). Ctrl-C or SIGTERM prints a final status line, then stops everything.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.errors import ConfigurationError
 from core.settings import Settings
+from newsstream.ops.retention import retention_active
 from newsstream.stack.launchers import (
     free_port,
     local_milvus_command,
@@ -252,6 +254,15 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
                 logs / "producer.out",
             ),
         )
+        if retention_active(settings):
+            supervisor.add(
+                Child(
+                    "retention",
+                    [*_service_argv("retention"), "run"],
+                    service_env("retention"),
+                    logs / "retention.out",
+                ),
+            )
         api_url = f"http://127.0.0.1:{api_port}"
         # How `search`, `stats`, `dlq` and `reconcile` find this stack (newsstream.stack.up_marker).
         write_marker(
