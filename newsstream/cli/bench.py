@@ -185,6 +185,34 @@ def bench_ingest(
     _write("ingest", out, result)
 
 
+@bench_app.command("retention")
+def bench_retention(
+    days: Annotated[int, typer.Option(min=2, help="Simulated days of publish dates.")] = 60,
+    per_day: Annotated[int, typer.Option(min=1, help="Articles a simulated day.")] = 30,
+    retention_days: Annotated[int, typer.Option(min=1, help="The retention window.")] = 14,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="SVG chart path (default: beside the JSON).")
+    ] = None,
+) -> None:
+    """Soak in compressed time: rows in Milvus and worker memory per simulated day."""
+    from newsstream.bench.retention import run_retention_soak, soak_chart
+
+    result = run_retention_soak(
+        settings_or_exit(),
+        data,
+        days=days,
+        per_day=per_day,
+        retention_days=retention_days,
+        console=console,
+    )
+    path = _write("retention", out, result)
+    svg = chart or path.with_suffix(".svg")
+    svg.write_text(soak_chart(result), encoding="utf-8")
+    console.print(f"[dim]chart: {svg}[/dim]")
+
+
 @bench_app.command("all")
 def bench_all() -> None:
     """Every scenario with its defaults, one after the other."""
