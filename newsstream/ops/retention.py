@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 #: Header of a tombstone that says why the article leaves, and the value retention uses.
 DELETE_REASON_HEADER = "newsstream-delete-reason"
 EXPIRED = b"expired"
+#: How long a periodic sweep remembers the ids it tombstoned (at least one period): longer than
+#: a worker that is catching up should take to apply them.
+RECENT_TTL_S = 900.0
 #: Ids read (and tombstones published) per page.
 PAGE = 1000
 #: ``progress(event, n)``: "window" (a window's count of expired ids, before they are read),
@@ -316,7 +319,7 @@ def run_sweeps(settings: Settings, stop: threading.Event, first_after_s: float =
     ``stop`` is set. Windows are read again before each sweep, so a feed's new window applies
     from the next one; while no window is set a sweep does nothing. A Milvus or Kafka outage
     is logged and the sweep tried again at the next period."""
-    recent = RecentTombstones(ttl_s=settings.retention_sweep_s)
+    recent = RecentTombstones(ttl_s=max(RECENT_TTL_S, settings.retention_sweep_s))
     wait = first_after_s
     while not stop.wait(wait):
         wait = settings.retention_sweep_s

@@ -4,6 +4,7 @@ an event time taken from the published date, else the ingest date; a dry run sen
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.kafka import ensure_topics
-from newsstream.ops.retention import DELETE_REASON_HEADER, RecentTombstones, sweep
+from newsstream.ops.retention import DELETE_REASON_HEADER, RecentTombstones, run_sweeps, sweep
 from newsstream.ops.topic_scan import scan_consumer, scan_topic
 from producers.registry import FeedRegistry, state_path
 from producers.retention import DAY_S
@@ -19,6 +20,8 @@ from store.client import connect
 from store.row import encode_sources
 from store.schema import VECTOR_FIELD
 from store.writer import ArticleWriter
+
+from probes import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +112,24 @@ def test_no_window_means_no_query_and_no_tombstone(make_settings: Any) -> None:
     settings = make_settings()  # retention_days 0, no feed with its own window
     report = sweep(settings, now=time.time() + 10_000 * DAY_S)
     assert report.windows == [] and report.tombstones == 0
+
+
+def test_the_periodic_sweep_runs_until_stopped(make_settings: Any) -> None:
+    settings = make_settings(retention_days=1, retention_sweep_s=0.5)
+    ensure_topics(settings)
+    now = int(time.time())
+    client = connect(settings.milvus_uri)
+    writer = ArticleWriter.open(client, settings, DIM)
+    assert writer.upsert([_row(1, "f", 3, 3, now), _row(2, "f", 0.5, 0.5, now)]) == 2
+    client.close()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_sweeps, args=(settings, stop, 0.1), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(_tombstones(settings)) >= 1, 60, "a first sweep")
+        time.sleep(1.5)  # later sweeps remember what they sent: no second tombstone
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert [key for key, _v, _r in _tombstones(settings)] == [f"{1:032x}"]
