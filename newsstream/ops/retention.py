@@ -262,6 +262,10 @@ def sweep(
     publisher = None if dry_run else TombstonePublisher(settings)
     try:
         if not client.has_collection(settings.milvus_collection):
+            # Nothing indexed yet: each window is reported with nothing expired.
+            for group in retention.groups:
+                bound = cutoff(moment, group.days)
+                report.windows.append(WindowReport(group.days, bound or 0, _describe(group)))
             return report
         for group in retention.groups:
             _sweep_window(

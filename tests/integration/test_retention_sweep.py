@@ -112,6 +112,9 @@ def test_no_window_means_no_query_and_no_tombstone(make_settings: Any) -> None:
     settings = make_settings()  # retention_days 0, no feed with its own window
     report = sweep(settings, now=time.time() + 10_000 * DAY_S)
     assert report.windows == [] and report.tombstones == 0
+    # A window but nothing indexed yet (no collection): the window shows, nothing expired.
+    empty = sweep(make_settings(retention_days=5), feeds=[])
+    assert [(w.days, w.expired) for w in empty.windows] == [(5, 0)]
 
 
 def test_the_periodic_sweep_runs_until_stopped(make_settings: Any) -> None:
