@@ -2,10 +2,12 @@
 and the lifecycle of its Milvus connection.
 
 Routes, one module per concern, each added by an ``attach_*`` function on the app itself:
-search (:mod:`search_api.search_routes`), articles (:mod:`search_api.article_routes`), stats,
-feeds and trends (:mod:`search_api.stats_routes`), stories and their admin edits
-(:mod:`search_api.stories`), the dashboard (:mod:`search_api.dashboard`), health and metrics
-(:mod:`search_api.health_routes`). Not ``include_router``: with this FastAPI an included router
+search (:mod:`search_api.search_routes`), articles and their admin delete
+(:mod:`search_api.article_routes`), stats, feeds and trends (:mod:`search_api.stats_routes`),
+stories and their admin edits (:mod:`search_api.stories`), the audit of admin actions
+(:mod:`search_api.admin_routes`), the dashboard (:mod:`search_api.dashboard`), health and
+metrics (:mod:`search_api.health_routes`). What the admin routes write to Kafka goes through one
+producer (:class:`search_api.acked_producer.AckedProducer`) that waits for each acknowledgement. Not ``include_router``: with this FastAPI an included router
 stands in the app's route table as one opaque entry, so the 405 answers' ``Allow`` header
 (which reads that table) would not see its routes.
 
@@ -28,7 +30,10 @@ from fastapi import FastAPI, Request
 from core.errors import TransientError
 from core.settings import Settings
 from embedding.embedder import Embedder
+from search_api.acked_producer import AckedProducer, RecordSink
+from search_api.admin_routes import attach_admin
 from search_api.article_routes import attach_articles
+from search_api.audit import AuditLog
 from search_api.backend import Backend
 from search_api.body_limit import BodyLimit
 from search_api.dashboard import attach_dashboard
@@ -41,7 +46,9 @@ from search_api.security import (
     KeyRing,
     RateLimiter,
     Role,
+    caller_identity,
     is_open_path,
+    needs_admin,
     presented_key,
     require_keys_beyond_loopback,
 )
@@ -51,14 +58,26 @@ from search_api.stories import attach_stories
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
-    """Build the API app for ``settings`` (the embedder may be shared, e.g. in tests).
+def create_app(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    *,
+    backend: Backend | None = None,
+    sink: RecordSink | None = None,
+) -> FastAPI:
+    """Build the API app for ``settings``. The embedder may be shared (e.g. in tests); a
+    ``backend`` (the index) and a ``sink`` (what the admin routes send to Kafka) may be given
+    in place of the ones made from the settings.
 
     Raises :class:`core.errors.ConfigurationError` when ``settings`` would expose the API
     beyond loopback without API keys.
     """
     require_keys_beyond_loopback(settings)
-    backend = Backend(settings, embedder)
+    backend = backend or Backend(settings, embedder)
+    producer: AckedProducer | None = None  # the app closes only a producer it made itself
+    if sink is None:
+        sink = producer = AckedProducer(settings)
+    audit = AuditLog(settings, sink)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +88,8 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             log.warning("Milvus not ready at start (%s); /readyz will say so", exc)
         yield
         events.close()
+        if producer is not None:
+            producer.close()
 
     app = offline_docs_app(
         title="newsstream",
@@ -109,11 +130,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             role = keys.role(key)
             if role is Role.NONE:
                 return error_response(401, "a valid API key is required (X-API-Key)")
-            if (
-                request.method not in ("GET", "HEAD", "OPTIONS")
-                and path != "/search"
-                and role is not Role.ADMIN
-            ):
+            if role is not Role.ADMIN and needs_admin(request.method, path):
                 return error_response(403, "this route needs an admin key")
         if not open_path:
             caller = (
@@ -133,13 +150,13 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     attach_health(app, settings, backend)
     attach_search(app, settings, backend, events)
     attach_stats(app, settings)
-    attach_articles(app, backend)
-    # Only an admin key passes the guard to a story edit when keys are configured; without
+    # Only an admin key passes the guard to an admin route when keys are configured; without
     # keys the API listens on loopback only (require_keys_beyond_loopback).
-    attach_stories(
-        app,
-        settings,
-        backend.stories,
-        lambda _request: "admin key" if keys.enabled else "loopback",
-    )
+
+    def caller(request: Request) -> str:
+        return caller_identity({k.lower(): v for k, v in request.headers.items()}, keys.enabled)
+
+    attach_articles(app, backend, sink, audit, caller)
+    attach_stories(app, settings, backend.stories, caller, sink, audit)
+    attach_admin(app, audit)
     return app

@@ -2,8 +2,9 @@
 
 What goes in: any failure while answering a request: our own errors (:class:`InvalidRequest`
 422, :class:`TransientError` 503 with ``Retry-After``), request validation (422), Starlette's
-HTTP errors (404 for an unknown route, 405 with ``Allow`` for a wrong method, ...) and any
-unexpected exception (500). What comes out: a JSON response of that shape with the status and
+HTTP errors (404 for an unknown route, 405 with ``Allow`` for a wrong method, ...), a
+:class:`ConfigurationError` met while answering (503 saying what is not configured, e.g. no
+Kafka broker for an admin route) and any unexpected exception (500). What comes out: a JSON response of that shape with the status and
 the headers the status needs. Guarantees: the ``code`` of a status is stable (see
 :data:`CODES`), and no stack trace or exception text of an unexpected error is ever returned
 (the trace goes to the log).
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from core.errors import InvalidRequest, TransientError
+from core.errors import ConfigurationError, InvalidRequest, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ def install_error_handlers(app: FastAPI) -> None:
             "the search index is temporarily unavailable; retry shortly",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+
+    @app.exception_handler(ConfigurationError)
+    async def _not_configured(_request: Request, exc: ConfigurationError) -> JSONResponse:
+        log.error("not configured: %s", exc)
+        return error_response(503, f"the API is not configured for this: {exc}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -4,8 +4,12 @@
   ``/healthz``, ``/readyz``, ``/metrics``, the docs (``/docs``, ``/redoc``, ``/openapi.json``
   and their files) and the dashboard page and its files needs a key in ``X-API-Key`` (or
   ``Authorization: Bearer``). A read key may call every GET route and ``POST /search``; an admin
-  key may call everything a read key may and, besides, any other method (today the story edit
-  ``POST /stories/{id}/split``). Keys are compared in constant time.
+  key may call everything a read key may and, besides, any other method (the story edit
+  ``POST /stories/{id}/split``, ``DELETE /articles/{id}``) and the admin reads
+  (:data:`ADMIN_READ_PATHS`: ``GET /audit``). Keys are compared in constant time.
+- Who: the audit names a caller by :func:`key_fingerprint` (12 hex characters of a SHA-256 of
+  the key; never the key), or ``loopback`` when the API has no keys (it then listens on
+  loopback only).
 - Exposure: without keys the API is open, so it may listen only on loopback (127.0.0.0/8,
   ``::1``, ``localhost``); :func:`require_keys_beyond_loopback` refuses any other bind address.
 - Rate limits: a token bucket per key, or per client address without one
@@ -16,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import threading
@@ -42,6 +47,8 @@ OPEN_PATHS = frozenset(
     }
 )
 OPEN_PREFIXES = ("/dashboard/static/", f"{DOCS_STATIC_URL}/")
+#: GET routes that need an admin key (every other GET needs a read key).
+ADMIN_READ_PATHS = frozenset({"/audit"})
 MAX_BUCKETS = 10_000
 
 
@@ -56,6 +63,31 @@ class Role(Enum):
 def is_open_path(path: str) -> bool:
     """True for the routes anyone may call, keys or not (health, metrics, docs, the page)."""
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def needs_admin(method: str, path: str) -> bool:
+    """True when a request needs an admin key: any method that may change data (``POST
+    /search`` reads, so it does not) and the admin reads of :data:`ADMIN_READ_PATHS`."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return path in ADMIN_READ_PATHS
+    return path != "/search"
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, stable name for an API key in records and logs: ``key:`` and 12 hex characters
+    of its SHA-256. Naming the key this way does not reveal it (a long random key cannot be
+    guessed back from 48 bits of its hash)."""
+    digest = hashlib.sha256(b"newsstream-api-key\0" + key.encode()).hexdigest()
+    return f"key:{digest[:12]}"
+
+
+def caller_identity(headers: dict[str, str], keys_enabled: bool) -> str:
+    """Who made a request, for the audit: the fingerprint of its key when the API has keys,
+    else ``loopback`` (a key-less API listens on loopback only). ``headers`` lower-case."""
+    key = presented_key(headers)
+    if keys_enabled and key:
+        return key_fingerprint(key)
+    return "loopback"
 
 
 def is_loopback_host(host: str) -> bool:

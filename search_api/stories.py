@@ -13,7 +13,8 @@ article, its seed (whose row has ``story_id == id``).
 - ``POST /stories/{story_id}/split`` (an admin key when keys are configured): the listed
   articles leave the story and form a new one whose id is the id of the earliest listed
   article. First the move is recorded on ``kafka_story_edits_topic`` (compacted, one message
-  per moved article keyed by its id, acknowledged by the broker), then the rows are rewritten
+  per moved article keyed by its id, acknowledged by the broker) and on the audit topic
+  (:mod:`search_api.audit`, action ``story.split``), then the rows are rewritten
   in Milvus through :class:`store.writer.ArticleWriter`. Repeating a split gives the
   same answer and the same rows (a listed article already in the new story counts as a member
   when the edits log says a split moved it there), so a split that failed half-way (503) is
@@ -39,6 +40,8 @@ from pymilvus import MilvusClient, MilvusException
 from core.errors import InvalidRequest, TransientError
 from core.ids import is_article_id
 from core.settings import Settings
+from search_api.acked_producer import RecordSink
+from search_api.audit import AuditLog
 from search_api.errors import RETRY_AFTER_S, ErrorResponse, error_response
 from search_api.story_edits import StoryEditLog
 from store.expressions import quote_literal
@@ -367,12 +370,15 @@ def attach_stories(
     settings: Settings,
     store: Callable[[], StoryStore],
     caller: Callable[[Request], str],
+    sink: RecordSink,
+    audit: AuditLog,
 ) -> None:
     """Add the story routes to ``app`` (on the app itself, so that its route table, which
     the 405 answers read, lists them); ``store()`` gives the connected :class:`StoryStore`
-    (raising :class:`TransientError` while Milvus is away) and ``caller(request)`` who is
-    asking, for the record ("admin key" or "loopback", never a key)."""
-    edits = StoryEditLog(settings)
+    (raising :class:`TransientError` while Milvus is away), ``caller(request)`` who is
+    asking, for the record (a key fingerprint or "loopback", never a key), ``sink`` sends the
+    edits and ``audit`` records the split."""
+    edits = StoryEditLog(settings, sink)
 
     @app.get(
         "/stories/{story_id}",
@@ -401,8 +407,16 @@ def attach_stories(
             return error_response(404, "no story with this id")
 
         def record(new_story_id: str) -> None:
+            by = caller(request)
             try:
-                edits.record(body.article_ids, new_story_id, story_id, caller(request), body.reason)
+                edits.record(body.article_ids, new_story_id, story_id, by, body.reason)
+                audit.record(
+                    "story.split",
+                    story_id,
+                    by,
+                    body.reason,
+                    {"new_story_id": new_story_id, "article_ids": list(body.article_ids)},
+                )
             except TransientError as exc:
                 log.warning("split of story %s not recorded: %s", story_id, exc)
                 raise _EditNotRecorded from None
@@ -421,7 +435,7 @@ def attach_stories(
         except _EditNotRecorded:
             return error_response(
                 503,
-                "the story-edits topic did not answer; nothing changed; retry shortly",
+                "the story-edits or audit topic did not answer; nothing changed; retry shortly",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
 

@@ -10,28 +10,17 @@ story), so a repeated split gives the same answer.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.errors import TransientError
-from core.kafka import LIBRDKAFKA_LOGGER, ensure_topics, producer_config
+from core.kafka import LIBRDKAFKA_LOGGER
 from core.settings import Settings
-
-#: Seconds the broker has to acknowledge a split's records (nothing is delivered later).
-EDIT_DELIVERY_TIMEOUT_S = 10.0
+from search_api.acked_producer import DELIVERY_TIMEOUT_S, Record, RecordSink
 
 
 class StoryEditLog:
@@ -42,10 +31,9 @@ class StoryEditLog:
     otherwise it raises :class:`TransientError` and the caller changes nothing.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sink: RecordSink) -> None:
         self._settings = settings
-        self._topic_ready = False
-        self._lock = threading.Lock()
+        self._sink = sink
 
     def record(
         self,
@@ -56,45 +44,26 @@ class StoryEditLog:
         reason: str | None,
     ) -> None:
         """Send one edit per article and wait for every delivery report."""
-        self._ensure_topic()
-        config = producer_config(self._settings, client_id="newsstream-story-edits")
-        # A message not delivered within the timeout fails for good (no late delivery after
-        # the caller was told it failed).
-        config["message.timeout.ms"] = int(EDIT_DELIVERY_TIMEOUT_S * 1000)
-        config["linger.ms"] = 0
-        producer = Producer(config)
-        failures: list[KafkaError] = []
-        delivered: list[str] = []
-
-        def report(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
-            else:
-                delivered.append(str(msg.key()))
-
         now = int(time.time())
-        try:
-            for article in article_ids:
-                value = {
-                    "article_id": article,
-                    "story_id": story_id,
-                    "previous_story_id": previous_story_id,
-                    "at": now,
-                    "by": by,
-                    "reason": reason,
-                }
-                producer.produce(
+        self._sink.send(
+            [
+                Record(
                     self._settings.kafka_story_edits_topic,
                     key=article.encode(),
-                    value=json.dumps(value).encode(),
-                    on_delivery=report,
+                    value=json.dumps(
+                        {
+                            "article_id": article,
+                            "story_id": story_id,
+                            "previous_story_id": previous_story_id,
+                            "at": now,
+                            "by": by,
+                            "reason": reason,
+                        }
+                    ).encode(),
                 )
-            producer.flush(EDIT_DELIVERY_TIMEOUT_S + 5)
-        except (KafkaException, BufferError) as exc:
-            raise TransientError(f"story edit not recorded: {exc}") from exc
-        if failures or len(delivered) != len(article_ids):
-            reason_text = failures[0] if failures else "no delivery report"
-            raise TransientError(f"story edit not acknowledged by Kafka: {reason_text}")
+                for article in article_ids
+            ]
+        )
 
     def moved_out_of(self, story_id: str, current: dict[str, str]) -> set[str]:
         """The ids of ``current`` ({article id: its story now}) whose latest recorded edit moved
@@ -115,14 +84,14 @@ class StoryEditLog:
         )
         latest: dict[str, dict[str, Any]] = {}
         try:
-            metadata = consumer.list_topics(topic, timeout=EDIT_DELIVERY_TIMEOUT_S)
+            metadata = consumer.list_topics(topic, timeout=DELIVERY_TIMEOUT_S)
             found = metadata.topics.get(topic)
             if found is None or found.error is not None or not found.partitions:
                 return set()  # no edit was ever recorded
             partitions = sorted(found.partitions)
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             at_end: set[int] = set()
-            deadline = time.monotonic() + EDIT_DELIVERY_TIMEOUT_S
+            deadline = time.monotonic() + DELIVERY_TIMEOUT_S
             while len(at_end) < len(partitions):
                 if time.monotonic() > deadline:
                     raise TransientError(f"{topic} could not be read to its end")
@@ -152,9 +121,3 @@ class StoryEditLog:
             and edit.get("previous_story_id") == story_id
             and edit.get("story_id") == current[ident]
         }
-
-    def _ensure_topic(self) -> None:
-        with self._lock:
-            if not self._topic_ready:
-                ensure_topics(self._settings, timeout_s=EDIT_DELIVERY_TIMEOUT_S)
-                self._topic_ready = True

@@ -20,6 +20,7 @@ from core.settings import Settings
 from newsstream.cli.app import app as cli
 from newsstream.stack.launchers import free_port
 from search_api.app import create_app
+from search_api.security import key_fingerprint
 from store.client import connect
 from store.row import encode_sources
 from store.writer import ArticleWriter
@@ -66,6 +67,7 @@ def story(
         milvus_uri=milvus_server_uri,
         api_search_events=False,
         kafka_story_edits_topic=f"{unique_name}.story-edits",
+        kafka_audit_topic=f"{unique_name}.audit",
     )
     vectors = embedder.embed([title for _, title, *_ in ROWS])
     rows = [
@@ -238,6 +240,11 @@ def test_split_moves_the_articles_records_them_and_repeats_to_the_same_result(
         assert again.status_code == 200 and again.json() == expected
         assert api.get(f"/stories/{seed}").json() == old
         assert api.get(f"/stories/{id_of('undated')}").json() == new
+        # Both runs are in the audit too, newest first.
+        audit = api.get("/audit", params={"action": "story.split"}).json()["entries"]
+        assert [(e["target"], e["by"]) for e in audit] == [(seed, "loopback")] * 2
+        assert audit[1]["details"] == {"new_story_id": id_of("undated"), "article_ids": moved}
+        assert audit[1]["reason"] == "the rescue is its own story"
 
 
 @pytest.mark.parametrize(
@@ -285,7 +292,8 @@ def test_splitting_needs_an_admin_key_when_keys_are_configured(
         assert done.status_code == 200, done.text
         assert done.json()["new_story_id"] == id_of("later")
     [(key, value)] = _edits(story)
-    assert key == id_of("later") and value["by"] == "admin key" and value["reason"] is None
+    assert key == id_of("later") and value["reason"] is None
+    assert value["by"] == key_fingerprint("s3cret-admin-key")
     assert "s3cret" not in json.dumps(value)
 
 

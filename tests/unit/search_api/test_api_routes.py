@@ -26,6 +26,8 @@ CONTRACT = {
     ("POST", "/search"),
     ("GET", "/articles/{article_id}/similar"),
     ("GET", "/articles/{article_id}"),
+    ("DELETE", "/articles/{article_id}"),
+    ("GET", "/audit"),
     ("GET", "/stats"),
     ("GET", "/feeds"),
     ("GET", "/trends"),
@@ -53,6 +55,6 @@ def test_a_wrong_method_answers_405_naming_every_method_of_the_path() -> None:
     assert wrong.headers["Allow"] == "GET, POST"
     assert wrong.json()["error"]["code"] == "method_not_allowed"
     article = api.post("/articles/" + "a" * 32)
-    assert (article.status_code, article.headers["Allow"]) == (405, "GET")
+    assert (article.status_code, article.headers["Allow"]) == (405, "DELETE, GET")
     split = api.get("/stories/" + "a" * 32 + "/split")
     assert (split.status_code, split.headers["Allow"]) == (405, "POST")
