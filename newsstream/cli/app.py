@@ -14,6 +14,7 @@ from types import ModuleType
 import typer
 
 from newsstream.cli import (
+    admin,
     bench,
     dedup_eval,
     feeds,
@@ -36,6 +37,7 @@ GROUPS: tuple[ModuleType, ...] = (
     dedup_eval,
     story_eval,
     stories,
+    admin,
     search_eval,
     bench,
     trends,

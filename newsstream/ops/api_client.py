@@ -1,7 +1,8 @@
 """A client of the search API for the command line: one call, one answer or one clear error.
 
-What goes in: the API base URL, the call's parameters (a search, a story, a story split) and an
-optional API key (sent as ``X-API-Key``). What comes out: the JSON body of a successful answer. Guarantees: any other
+What goes in: the API base URL, the call's parameters (a search, a story, a story split, an
+article delete, an audit page) and an optional API key (sent as ``X-API-Key``). What comes out:
+the JSON body of a successful answer. Guarantees: any other
 answer (an API error such as 401, 429 or 503, a body that is not JSON, such as a proxy's HTML
 page, or JSON of another shape) raises :class:`ApiAnswerError` whose message is one printable
 line naming the URL, the status and what the server said; an unreachable server raises
@@ -95,6 +96,48 @@ def split_story(
     )
 
 
+def delete_article(
+    base: str,
+    article_id: str,
+    reason: str | None = None,
+    force: bool = False,
+    api_key: str | None = None,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """``DELETE {base}/articles/{article_id}``; the accepted delete (202)."""
+    params: dict[str, str | int] = {"force": "true"} if force else {}
+    if reason:
+        params["reason"] = reason
+    return _call(
+        "DELETE",
+        base,
+        f"/articles/{quote(article_id, safe='')}",
+        "status",
+        api_key,
+        params=params,
+        ok=202,
+        timeout_s=timeout_s,
+        transport=transport,
+    )
+
+
+def audit(
+    base: str,
+    params: dict[str, str | int],
+    api_key: str | None = None,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """``GET {base}/audit`` with ``params`` (``limit``, ``action``, ``before``); a page."""
+    return _call(
+        "GET", base, "/audit", "entries", api_key, params=params, timeout_s=timeout_s,
+        transport=transport,
+    )  # fmt: skip
+
+
 def _call(
     method: str,
     base: str,
@@ -104,11 +147,12 @@ def _call(
     *,
     params: dict[str, str | int] | None = None,
     json: dict[str, Any] | None = None,
+    ok: int = 200,
     timeout_s: float,
     transport: httpx.BaseTransport | None,
 ) -> dict[str, Any]:
-    """The JSON body of a 200 answer holding ``expected``; anything else raises (see the module
-    docstring)."""
+    """The JSON body of an ``ok`` answer holding ``expected``; anything else raises (see the
+    module docstring)."""
     url = f"{base.rstrip('/')}{path}"
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
@@ -120,7 +164,7 @@ def _call(
             "is `newsstream up` running?"
         ) from None
     body = _json(response)
-    if response.status_code == 200 and isinstance(body, dict) and expected in body:
+    if response.status_code == ok and isinstance(body, dict) and expected in body:
         return body
     raise ApiAnswerError(describe_failure(url, response, body))
 
