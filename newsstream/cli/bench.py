@@ -213,6 +213,20 @@ def bench_retention(
     console.print(f"[dim]chart: {svg}[/dim]")
 
 
+@bench_app.command("delete")
+def bench_delete(
+    n: Annotated[int, typer.Option(min=1, help="Articles to index, then delete one by one.")] = 60,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Delete-to-invisible p50/p95 through the whole stack (broker, worker, Milvus, API)."""
+    from newsstream.bench.delete import delete_table, run_delete_bench
+
+    result = run_delete_bench(n, data, settings=settings_or_exit(), console=console)
+    console.print(delete_table(result))
+    _write("delete", out, result)
+
+
 @bench_app.command("all")
 def bench_all() -> None:
     """Every scenario with its defaults, one after the other."""
