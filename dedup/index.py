@@ -17,6 +17,9 @@ The worker's protocol, in this order (see DESIGN.md, "stage order"):
    were judged duplicates of it meanwhile are not revisited (the claim TTL bounds the window).
 4. ``index.expire(now)`` once per batch (or every few seconds): ``check`` never expires by
    itself, so that its cost stays flat. ``index.size()`` feeds the index-size gauge.
+5. ``index.remove(article_ids)`` when articles are deleted: their entries and claims go, so a
+   text like theirs checked later is compared with the others only (it is no duplicate of a
+   deleted article). Removing an id the index does not hold is a no-op.
 
 At worker start with the in-memory backend: ``index.rebuild(items, now)`` with
 ``(id, text, ingested_at)`` of the window's articles read back from Milvus.
@@ -193,6 +196,10 @@ class DedupBackend(Protocol):
         """Drop the claim of ``article_id`` (no-op when there is none)."""
         ...
 
+    def remove(self, article_id: str) -> bool:
+        """Drop the recorded entry and the claim of ``article_id``; True when an entry went."""
+        ...
+
     def expire(self, now: float, window_s: float) -> int:
         """Remove entries recorded before ``now - window_s``; return how many."""
         ...
@@ -281,6 +288,11 @@ class DedupIndex:
     def release(self, article_id: str) -> None:
         """Drop the claim of a checked article that will not be stored (e.g. sent to the DLQ)."""
         self.backend.release(article_id)
+
+    def remove(self, article_ids: Iterable[str]) -> int:
+        """Forget deleted articles: their entries and claims (see the module docstring, 5);
+        returns how many entries were removed."""
+        return sum(1 for article_id in article_ids if self.backend.remove(article_id))
 
     def expire(self, now: float) -> int:
         """Remove entries older than the window; returns how many were removed."""

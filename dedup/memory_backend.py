@@ -155,6 +155,16 @@ class MemoryBackend:
             self._live += 1
             self._release_locked(entry.article_id)
 
+    def remove(self, article_id: str) -> bool:
+        """Drop the entry and the claim of ``article_id``; True when an entry was recorded."""
+        with self._lock:
+            self._release_locked(article_id)
+            slot = self._slot_of.get(article_id)
+            if slot is None:
+                return False
+            self._kill(slot)
+            return True
+
     def expire(self, now: float, window_s: float) -> int:
         """Remove entries recorded before ``now - window_s``; return how many."""
         cutoff = now - window_s

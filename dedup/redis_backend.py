@@ -187,6 +187,25 @@ return 1
 )
 
 
+# KEYS = entry, exact, times, band shards. ARGV = id, hash, fields. Removes the entry whatever
+# its record time (a deleted article); 0 when it was not recorded.
+_DELETE = (
+    _DROP_BANDS
+    + """
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], id) == 0 then
+  redis.call('ZREM', KEYS[3], id)
+  return 0
+end
+drop_bands(id, 4, #KEYS, -1)
+if redis.call('HGET', KEYS[2], ARGV[2]) == id then redis.call('HDEL', KEYS[2], ARGV[2]) end
+redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[3], id)
+return 1
+"""
+)
+
+
 @contextmanager
 def _transient() -> Iterator[None]:
     """Redis outages become :class:`TransientError` (the worker backs off and retries)."""
@@ -253,6 +272,7 @@ class RedisBackend:
         self._candidates_script = self._redis.register_script(_CANDIDATES)
         self._record_script = self._redis.register_script(_RECORD)
         self._remove_script = self._redis.register_script(_REMOVE)
+        self._delete_script = self._redis.register_script(_DELETE)
 
     def _key(self, suffix: str) -> str:
         return f"{self.basename}:{suffix}"
@@ -387,6 +407,24 @@ class RedisBackend:
             )
             # Only now that the tables hold it may the claim go (see "The race").
             self._release(entry, keys)
+
+    def remove(self, article_id: str) -> bool:
+        """Drop the entry and the claims of ``article_id`` (a deleted article), atomically per
+        entry; True when an entry was recorded. Safe with several workers removing at once."""
+        raw_id = _id_bytes(article_id)
+        with _transient():
+            self.release(article_id)
+            payload = self._redis.hget(self._key("entry"), raw_id)
+            if payload is None:
+                return False
+            entry = self._entry(raw_id, _raw(payload))
+            shards, fields = self._bands(band_keys(entry.signature, self.params.lsh))
+            return bool(
+                self._delete_script(
+                    keys=[self._key("entry"), self._key("exact"), self._key("times"), *shards],
+                    args=[raw_id, _hash_bytes(entry.content_hash), *fields],
+                )
+            )
 
     def expire(self, now: float, window_s: float) -> int:
         """Remove entries recorded before ``now - window_s``; return how many this call removed.

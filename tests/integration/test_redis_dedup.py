@@ -145,3 +145,30 @@ def test_redis_down_is_a_transient_error(basename: str) -> None:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     with pytest.raises(TransientError, match="redis unavailable"):
         RedisBackend(IndexParams(), client, basename=basename)
+
+
+def test_a_removed_article_leaves_the_shared_index_for_every_worker(
+    redis_url: str, basename: str
+) -> None:
+    worker_1, worker_2 = _index(redis_url, basename), _index(redis_url, basename)
+    gone, kept, claimed = _id(), _id(), _id()
+    worker_1.record(gone, STORY, 0.0)
+    worker_1.record(kept, OTHER, 0.0)
+    assert worker_2.check(claimed, "Breaking: " + OTHER.replace("late", "very late"), 0.0)
+    assert worker_2.remove([gone, _id()]) == 1  # an id never recorded is a no-op
+    assert worker_1.size() == 1
+    # Neither an exact nor a near copy of the deleted text is a duplicate, in either worker.
+    exact = _id()
+    assert worker_1.check(exact, STORY, 1.0).kind is VerdictKind.UNIQUE
+    worker_1.release(exact)  # claimed as unique: not stored after all
+    near = worker_2.check(_id(), STORY.replace("Monday", "Tuesday"), 1.0)
+    assert near.kind is VerdictKind.UNIQUE
+    worker_2.release(near.article_id)
+    assert worker_1.check(_id(), OTHER.upper(), 1.0).duplicate_of == kept
+    assert worker_1.remove([gone]) == 0
+    # A removed claim frees its text at once (not after the claim's TTL).
+    worker_2.remove([claimed])
+    unclaimed = worker_1.check(_id(), "Breaking: " + OTHER.replace("late", "very late"), 3.0)
+    assert unclaimed.duplicate_of == kept  # the recorded original, not the removed claim
+    assert worker_1.expire(4 * 24 * HOUR) == 1  # expiry still walks what is left
+    assert worker_1.size() == 0

@@ -158,3 +158,37 @@ def test_stored_parameter_mismatch_names_each_difference() -> None:
     message = str(info.value)
     assert "signature.num_perm: index has 128, configured 256" in message
     assert "signature.seed: index has 1, configured 3" in message
+
+
+def test_a_removed_article_is_no_longer_anyones_original() -> None:
+    index = _index()
+    _kept(index, A, STORY, 0.0)
+    _kept(index, D, OTHER, 0.0)
+    assert index.remove([A, C]) == 1  # C was never recorded: a no-op
+    assert index.size() == 1
+    # Neither an exact nor a near copy of the deleted text is a duplicate any more.
+    assert index.check(B, STORY, 1.0).kind is VerdictKind.UNIQUE
+    index.release(B)
+    assert index.check(C, STORY.replace("Monday", "Tuesday"), 1.0).kind is VerdictKind.UNIQUE
+    assert index.check(B, OTHER, 1.0).duplicate_of == D  # the others stay
+    assert index.remove([A]) == 0  # removing again is a no-op
+
+
+def test_removing_a_claimed_article_drops_its_claim() -> None:
+    index = _index()
+    assert index.check(A, STORY, 0.0).kind is VerdictKind.UNIQUE  # claimed, not yet recorded
+    index.remove([A])
+    assert index.check(B, STORY, 1.0).kind is VerdictKind.UNIQUE
+
+
+def test_removed_slots_are_reclaimed_and_expiry_goes_on() -> None:
+    index = _index(IndexParams(window_s=10 * HOUR))
+    ids = [f"{n:032x}" for n in range(3000)]
+    for n, article_id in enumerate(ids):
+        index.record(article_id, f"{OTHER} number {n} of the series {n * 7}", float(n))
+    assert index.remove(ids[::2]) == 1500 and index.size() == 1500
+    assert index.expire(10 * HOUR + 1000.0) == 500  # only live entries expire, in order
+    assert index.size() == 1000
+    survivor = ids[2001]
+    again = index.check("f" * 32, f"{OTHER} number 2001 of the series {2001 * 7}", 2e4)
+    assert again.duplicate_of == survivor
