@@ -7,6 +7,7 @@ data dir, shared by every process of one machine (WAL mode: the workers write, t
 - ``upsert`` replaces the title, text and filter fields of each article id (last write wins),
   in one transaction; the worker calls it after Milvus acknowledged the same rows and before
   it commits the offsets, so the index never misses an acknowledged article.
+- ``delete`` removes article ids (a deleted article); ids it does not hold are a no-op.
 - ``search`` turns any user text into a plain OR of quoted terms (no FTS5 syntax from the
   user reaches SQLite; every value is a bound parameter), ranks by BM25 with the title weighted
   above the body, and applies the same filters as the Milvus expression (sources, language,
@@ -209,6 +210,27 @@ class KeywordIndex:
                 self._db.execute(
                     "INSERT INTO titles_fts (rowid, title) VALUES (?, ?)", (rowid, doc.title)
                 )
+                count += 1
+        return count
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove the articles ``ids`` in one transaction; returns how many were indexed. A busy
+        or failing database raises :class:`TransientError` with nothing removed."""
+        try:
+            return self._delete(ids)
+        except sqlite3.Error as exc:
+            raise TransientError(f"keyword index {self.path}: {exc}") from exc
+
+    def _delete(self, ids: Iterable[str]) -> int:
+        count = 0
+        with self._lock, self._db:
+            for ident in ids:
+                row = self._db.execute("SELECT rowid FROM docs WHERE id = ?", (ident,)).fetchone()
+                if row is None:
+                    continue
+                self._db.execute("DELETE FROM docs_fts WHERE rowid = ?", (row[0],))
+                self._db.execute("DELETE FROM titles_fts WHERE rowid = ?", (row[0],))
+                self._db.execute("DELETE FROM docs WHERE rowid = ?", (row[0],))
                 count += 1
         return count
 

@@ -11,10 +11,11 @@ length, times as whole epoch seconds, a non-empty vector. A field over its limit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from store.expressions import quote_literal
 from store.schema import (
     FEED_ID_MAX,
     HASH_MAX,
@@ -39,20 +40,36 @@ def truncate_utf8(text: str, max_chars: int) -> str:
 
 #: Key of the list in the ``also_reported_by`` JSON value.
 SOURCES_KEY = "sources"
+#: Key of the flat list of the listed articles' ids in the same value (what a delete looks
+#: up with ``json_contains_any``: :func:`listing_any`).
+IDS_KEY = "ids"
 
 
-def encode_sources(sources: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """The ``also_reported_by`` value for ``sources``: a JSON object, not a bare list.
+def encode_sources(sources: list[dict[str, str]]) -> dict[str, list[Any]]:
+    """The ``also_reported_by`` value for ``sources``: a JSON object, not a bare list, with
+    the ids of the entries that have one beside it.
 
     Milvus 2.3 accepts only objects at the top of a JSON field ("cannot unmarshal array"); an
     object holding the list works on every server.
     """
-    return {SOURCES_KEY: sources}
+    return {SOURCES_KEY: sources, IDS_KEY: [s["id"] for s in sources if s.get("id")]}
+
+
+def listing_any(article_ids: Iterable[str]) -> str:
+    """The Milvus filter of the rows whose ``also_reported_by`` lists one of ``article_ids``."""
+    literals = ", ".join(quote_literal(i) for i in article_ids)
+    return f'json_contains_any(also_reported_by["{IDS_KEY}"], [{literals}])'
 
 
 def decode_sources(value: Any) -> list[dict[str, str]]:
-    """The sources of an ``also_reported_by`` value: the object form, or a bare list written by
-    earlier versions; anything else reads as no sources."""
+    """The sources of an ``also_reported_by`` value as readers show them (``source`` and
+    ``url``; the listed article's id is the store's own business): the object form, or a bare
+    list written by earlier versions; anything else reads as no sources."""
+    return [{k: v for k, v in entry.items() if k != "id"} for entry in _stored_sources(value)]
+
+
+def _stored_sources(value: Any) -> list[dict[str, Any]]:
+    """The entries of an ``also_reported_by`` value as stored (ids included)."""
     if isinstance(value, dict):
         value = value.get(SOURCES_KEY)
     if not isinstance(value, list):
@@ -77,6 +94,9 @@ class OtherSource:
     """The outlet's domain (``source`` of the duplicate)."""
     url: str
     """The duplicate's link."""
+    id: str = ""
+    """The duplicate's article id ("" in entries recorded before ids were kept: a delete of
+    that article cannot find them)."""
 
 
 #: Length limits of the string fields, in characters (the schema's VARCHAR sizes).
@@ -162,6 +182,14 @@ class ArticleRow:
             return self
         return replace(self, also_reported_by=tuple(known[:MAX_ALSO_REPORTED]))
 
+    def without_sources(self, article_ids: Collection[str]) -> ArticleRow:
+        """A copy that no longer lists the articles ``article_ids`` (deleted); ``self`` when
+        it listed none of them."""
+        kept = tuple(s for s in self.also_reported_by if not (s.id and s.id in article_ids))
+        if len(kept) == len(self.also_reported_by):
+            return self
+        return replace(self, also_reported_by=kept)
+
     def to_milvus(self) -> dict[str, Any]:
         """The entity an upsert of the articles collection takes (every schema field)."""
         return {
@@ -179,7 +207,10 @@ class ArticleRow:
             "model": self.model,
             "content_hash": self.content_hash,
             "also_reported_by": encode_sources(
-                [{"source": s.source, "url": s.url} for s in self.also_reported_by]
+                [
+                    {"source": s.source, "url": s.url, **({"id": s.id} if s.id else {})}
+                    for s in self.also_reported_by
+                ]
             ),
         }
 
@@ -204,8 +235,10 @@ class ArticleRow:
             model=str(entity.get("model") or ""),
             content_hash=str(entity.get("content_hash") or ""),
             also_reported_by=tuple(
-                OtherSource(source=str(s.get("source") or ""), url=str(s["url"]))
-                for s in decode_sources(entity.get("also_reported_by"))
+                OtherSource(
+                    source=str(s.get("source") or ""), url=str(s["url"]), id=str(s.get("id") or "")
+                )
+                for s in _stored_sources(entity.get("also_reported_by"))
                 if s.get("url")
             )[:MAX_ALSO_REPORTED],
         )

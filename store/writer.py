@@ -13,7 +13,10 @@ the benchmarks' bulk fills also pass dicts of every schema field, as
   supports): it reads the latest stored rows (Strong), vector included, changes only what it
   names, leaves out the fields Milvus computes (BM25 outputs), upserts the rows that changed
   and raises :class:`core.errors.TransientError` when Milvus acknowledges fewer of them.
-  Repeating a change gives the same rows.
+  Repeating a change gives the same rows;
+- a delete (:meth:`ArticleWriter.delete`) has left Milvus, the keyword index and the
+  ``also_reported_by`` lists of other rows when it returns; deleting an id that is not there is
+  a no-op, and repeating a delete is safe.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pymilvus import MilvusClient
 from core.errors import TransientError
 from core.settings import Settings
 from store.keyword_index import KeywordIndex, doc_from_row, fill_from_milvus, keyword_index_path
-from store.row import ArticleRow, OtherSource
+from store.row import ArticleRow, OtherSource, listing_any
 from store.schema import VECTOR_FIELD, ensure_collection
 
 log = logging.getLogger(__name__)
@@ -118,3 +121,25 @@ class ArticleWriter:
         merged as :meth:`ArticleRow.with_sources` does); returns how many rows changed. See
         :meth:`update` for errors."""
         return self.update(sources.keys(), lambda row: row.with_sources(sources[row.id]))
+
+    def delete(self, ids: Collection[str]) -> int:
+        """Remove the articles ``ids``: their rows from Milvus, then from the keyword index,
+        then their entries from the ``also_reported_by`` of the rows that list them (found
+        with a Strong query of the ids kept in that field). Returns how many other rows were
+        rewritten. Raises :class:`TransientError` (keyword index busy, short count of a
+        rewrite) and what pymilvus raises when Milvus is away; the whole call may be
+        repeated."""
+        if not ids:
+            return 0
+        gone = set(ids)
+        self._client.delete(self._collection, ids=sorted(gone))
+        if self.keywords is not None:
+            self.keywords.delete(gone)
+        listing = self._client.query(
+            self._collection,
+            filter=listing_any(sorted(gone)),
+            output_fields=["id"],
+            consistency_level="Strong",
+        )
+        others = {str(row["id"]) for row in listing} - gone
+        return self.update(others, lambda row: row.without_sources(gone))

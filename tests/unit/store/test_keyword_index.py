@@ -199,3 +199,11 @@ def test_a_damaged_index_file_is_a_transient_error(tmp_path: Path) -> None:
     idx._reader().execute("DROP TABLE docs_fts")  # what a damaged file looks like to a query
     with pytest.raises(TransientError):
         idx.search("election", limit=5)
+
+
+def test_delete_removes_an_article_from_both_tables(index: KeywordIndex) -> None:
+    assert index.delete(["storm", "unknown"]) == 1
+    assert [i for i, _ in index.search("storm", limit=5)] == ["rain"]
+    assert index.search("floods", limit=5, titles_only=True) == []
+    assert index.count() == 2
+    assert index.delete(["storm"]) == 0

@@ -127,3 +127,14 @@ def test_the_store_imports_only_core_and_core_never_imports_it() -> None:
     assert not reaching_up, f"store imports more than core: {reaching_up}"
     into_store = list(packages_imported_by("core", {"store"}))
     assert not into_store, f"core imports store: {into_store}"
+
+
+def test_a_listed_copy_keeps_its_id_and_leaves_the_list_when_deleted() -> None:
+    copy = OtherSource("b.example", "https://b.example/1", id="b" * 32)
+    old = OtherSource("c.example", "https://c.example/1")  # recorded before ids were kept
+    row = ArticleRow(id="a" * 32, embedding=[0.5], title="t", text="x").with_sources([copy, old])
+    entity = row.to_milvus()
+    assert entity["also_reported_by"]["ids"] == ["b" * 32]
+    assert ArticleRow.from_milvus(entity) == row
+    assert row.without_sources({"b" * 32}).also_reported_by == (old,)
+    assert row.without_sources({"f" * 32}) is row

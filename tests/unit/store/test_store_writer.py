@@ -4,6 +4,7 @@ did not change, keep the keyword index in step and check the acknowledged count.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class FakeMilvus:
         self.rows: dict[str, dict[str, Any]] = {}
         self.upserts: list[list[str]] = []
         self.reads: list[str] = []
+        self.deletes: list[list[str]] = []
         self.short = False
 
     def get(
@@ -34,6 +36,26 @@ class FakeMilvus:
         self.reads.append(consistency_level)
         computed = {field: {7: 0.5} for field in COMPUTED_FIELDS}
         return [self.rows[i] | computed for i in ids if i in self.rows]
+
+    def delete(self, collection: str, *, ids: list[str]) -> dict[str, int]:
+        self.deletes.append(list(ids))
+        for ident in ids:
+            self.rows.pop(ident, None)
+        return {"delete_count": len(ids)}
+
+    def query(
+        self, collection: str, *, filter: str, output_fields: list[str], consistency_level: str
+    ) -> list[dict[str, Any]]:
+        # Only the filter a delete sends: the rows whose also_reported_by lists one of the ids.
+        match = re.fullmatch(r'json_contains_any\(also_reported_by\["ids"\], \[(.*)\]\)', filter)
+        assert match is not None, filter
+        wanted = set(re.findall(r'"([^"]*)"', match.group(1)))
+        self.reads.append(consistency_level)
+        return [
+            {"id": ident}
+            for ident, row in self.rows.items()
+            if wanted & set(row["also_reported_by"].get("ids", []))
+        ]
 
     def upsert(self, collection: str, rows: list[dict[str, Any]]) -> dict[str, int]:
         for row in rows:
@@ -114,4 +136,26 @@ def test_changes_reach_the_keyword_index_beside_a_server_without_bm25(tmp_path: 
     writer.update([_row(4).id], lambda row: row.with_changes(title="harbour reopens"))
     assert writer.keywords.search("volcano", limit=5) == []
     assert [i for i, _ in writer.keywords.search("harbour", limit=5)] == [_row(4).id]
+    writer.keywords.close()
+
+
+def test_a_delete_leaves_milvus_the_keyword_index_and_other_rows_lists(tmp_path: Path) -> None:
+    writer, client = _writer(tmp_path, has_bm25=False)
+    assert writer.keywords is not None
+    copy = OtherSource("b.example", "https://b.example/copy", id="b" * 32)
+    other = OtherSource("c.example", "https://c.example/copy", id="c" * 32)
+    writer.add_sources({_row(1).id: [copy, other], _row(3).id: [copy]})
+    client.upserts.clear()
+    # Article 2 (stored) and the copy (a duplicate listed on rows 1 and 3) are deleted.
+    assert writer.delete([_row(2).id, copy.id]) == 2
+    assert set(client.rows) == {_row(1).id, _row(3).id}
+    assert {i for i, _ in writer.keywords.search("title", limit=10)} == {_row(1).id, _row(3).id}
+    assert ArticleRow.from_milvus(client.rows[_row(1).id]).also_reported_by == (other,)
+    assert ArticleRow.from_milvus(client.rows[_row(3).id]).also_reported_by == ()
+    assert client.reads[-2:] == ["Strong", "Strong"]  # the lists are read as just written
+    # Repeated (a redelivered tombstone) or unknown: a no-op.
+    client.upserts.clear()
+    assert writer.delete([_row(2).id, copy.id, "f" * 32]) == 0
+    assert client.upserts == [] and set(client.rows) == {_row(1).id, _row(3).id}
+    assert writer.delete([]) == 0
     writer.keywords.close()
