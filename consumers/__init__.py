@@ -1,1 +1,1 @@
-"""The worker: staged pipeline on sentry-arroyo, batching, commit, DLQ, backpressure."""
+"""The worker: staged pipeline on sentry-arroyo, batching, deletes, commit, DLQ, backpressure."""

@@ -1,12 +1,13 @@
 """The worker's chain, built in this one place, in the worker's stage order.
 
     per message, in arroyo's polling thread (RunTask; cheap next to embedding):
-      decode + validate    consumers.decode.Decode             poison travels to the DLQ step
+      decode + validate    consumers.decode.Decode             tombstone: a delete; poison: DLQ
       clean                consumers.clean.Clean
       quality gate         consumers.quality.QualityGate       rejected: a final outcome
     BatchStep(size, time)  bounded batches
     per batch, on one thread (RunTaskInThreads): at most N batches pending, beyond that it
     raises MessageRejected and arroyo pauses the partitions (backpressure) while it keeps polling
+      delete (tombstones)  consumers.delete.DeleteArticles     every store, before the dedup check
       dedup (exact, near)  consumers.dedup_stage.CheckDuplicates
       embed (survivors)    consumers.embed.Embed               unusable vector: poison
       DLQ + its breaker    consumers.dlq.RouteToDlq            acknowledged before the commit
@@ -45,6 +46,7 @@ from consumers.clean import Clean
 from consumers.commit import CommitAndCount
 from consumers.decode import Decode
 from consumers.dedup_stage import CheckDuplicates, Deduplicator
+from consumers.delete import DeleteArticles
 from consumers.dlq import DlqBreaker, DlqSink, RouteToDlq
 from consumers.embed import Embed, TextEmbedder
 from consumers.item import Batch, Item
@@ -81,8 +83,10 @@ class MessageSteps:
 
 @dataclass(frozen=True)
 class BatchSteps:
-    """Stages 4-9 on one batch; returns its report once every step acknowledged it."""
+    """The delete step and stages 4-9 on one batch; returns its report once every step
+    acknowledged it."""
 
+    delete: Step[Batch]
     dedup: Step[Batch]
     embed: Step[Batch]
     dlq: Step[Batch]
@@ -93,7 +97,16 @@ class BatchSteps:
     def __call__(self, items: list[Item]) -> IndexReport:
         BATCH_SIZE.observe(len(items))
         batch = Batch.of(items)
-        for step in (self.dedup, self.embed, self.dlq, self.story, self.upsert, self.record):
+        steps = (
+            self.delete,
+            self.dedup,
+            self.embed,
+            self.dlq,
+            self.story,
+            self.upsert,
+            self.record,
+        )
+        for step in steps:
             batch = step(batch)
         # Nothing is counted here: the report travels with the batch's offsets and is counted
         # when they are committed, so a batch finished after its partitions were given away is
@@ -106,6 +119,7 @@ def build_steps(
     *,
     embedder: TextEmbedder,
     upsert: Callable[[list[ArticleRow]], int],
+    delete: Callable[[list[str]], object],
     dedup: Deduplicator,
     stories: StoryClusters,
     dlq: DlqSink,
@@ -137,6 +151,7 @@ def build_steps(
         ),
     )
     per_batch = BatchSteps(
+        delete=DeleteArticles(delete, dedup, stop=stop, max_backoff_s=backoff),
         dedup=CheckDuplicates(dedup, stop=stop, max_backoff_s=backoff),
         embed=Embed(embedder),
         dlq=RouteToDlq(dlq, breaker, stop=stop, max_backoff_s=backoff),

@@ -4,7 +4,7 @@ What goes in: a batch's surviving :class:`consumers.item.Item` items. What comes
 :meth:`DedupStage.partition`: the items to embed and index (each carrying its unique
 :class:`dedup.index.Verdict`, whose content hash becomes the row's), and the duplicates (exact by content
 hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not embedded; the
-kept article records the duplicate's source and URL in ``also_reported_by`` (applied in
+kept article records the duplicate's source, URL and id in ``also_reported_by`` (applied in
 :meth:`DedupStage.record`, after Milvus acknowledged the batch, so the kept row exists).
 
 Guarantees: dedup state is recorded only after the upsert of the kept article returned (the
@@ -137,6 +137,10 @@ class Deduplicator(Protocol):
         """Remember indexed items (called only after Milvus acknowledged them)."""
         ...
 
+    def remove(self, article_ids: Sequence[str]) -> None:
+        """Forget deleted articles (no-op for ids it does not hold)."""
+        ...
+
 
 class CheckDuplicates:
     """The dedup step (per batch): in, a batch; out, its survivors split into the ones to embed
@@ -186,7 +190,7 @@ class DedupStage:
                 duplicates.append(item)
                 if article.url:
                     self._pending.setdefault(verdict.duplicate_of, []).append(
-                        {"source": article.source, "url": article.url}
+                        {"source": article.source, "url": article.url, "id": article.id}
                     )
             else:
                 keep.append(replace(item, verdict=verdict))
@@ -208,6 +212,10 @@ class DedupStage:
         self._index.expire(now)
         DEDUP_INDEX_SIZE.set(self._index.size())
 
+    def remove(self, article_ids: Sequence[str]) -> None:
+        self._index.remove(article_ids)
+        DEDUP_INDEX_SIZE.set(self._index.size())
+
 
 def milvus_annotator(
     writer: ArticleWriter,
@@ -218,7 +226,9 @@ def milvus_annotator(
 
     def annotate(pending: dict[str, list[dict[str, str]]]) -> None:
         sources = {
-            article_id: [OtherSource(source=s["source"], url=s["url"]) for s in found]
+            article_id: [
+                OtherSource(source=s["source"], url=s["url"], id=s.get("id", "")) for s in found
+            ]
             for article_id, found in pending.items()
         }
         try:

@@ -3,7 +3,7 @@
 Set ``NEWSSTREAM_FAILPOINTS`` to a comma-separated list of names (for example
 ``after_upsert``) and the process sends itself SIGKILL the first time it reaches one of them.
 Unset (production), :func:`failpoint` is one dictionary look-up. This is how the fault tests
-kill a worker at an exact moment (after the upsert returned, before the commit) instead of
+kill a worker at an exact moment (after the upsert or the delete returned, before the commit) instead of
 hoping a timed kill lands there.
 """
 
@@ -17,7 +17,7 @@ _ACTIVE = frozenset(
 )
 
 #: The failpoints the code defines (the fault tests use these names).
-KNOWN = frozenset({"after_upsert", "during_embed"})
+KNOWN = frozenset({"after_upsert", "after_delete", "during_embed"})
 
 
 def failpoint(name: str) -> None:

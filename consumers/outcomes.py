@@ -7,7 +7,8 @@ delivered again, and a batch may even be finished by a worker that just lost its
 (arroyo's join timeout at a revocation, or a shutdown). Such a batch is not counted where its commit never happened,
 only where it did, so a re-delivered message counts once. With the group at lag 0, the sum of
 ``consumed`` over the workers equals the messages in the topic, and per worker and in total:
-``consumed == indexed + duplicate + rejected + dlq`` (the conservation check).
+``consumed == indexed + duplicate + rejected + dlq + deleted + expired`` (the conservation
+check; ``deleted`` and ``expired`` count tombstones, by the reason their header gives).
 
 Left out of that guarantee: a commit that failed (broker lost, partitions lost to a session
 timeout; the offsets are re-delivered and counted again by whoever commits them), and the
@@ -39,6 +40,8 @@ class IndexReport:
     duplicate: int
     rejected: int
     dlq: int
+    deleted: int = 0
+    expired: int = 0
     rejected_by_reason: Mapping[RejectReason, int] = field(default_factory=dict)
 
 
@@ -78,6 +81,8 @@ class OutcomeTally:
         self.outcome(Outcome.INDEXED, report.indexed)
         self.outcome(Outcome.DUPLICATE, report.duplicate)
         self.outcome(Outcome.DLQ, report.dlq)
+        self.outcome(Outcome.DELETED, report.deleted)
+        self.outcome(Outcome.EXPIRED, report.expired)
 
     def time_to_searchable(self, seconds: list[float]) -> None:
         """Record time-to-searchable samples (produce to acknowledged upsert), seconds."""

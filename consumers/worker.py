@@ -1,8 +1,9 @@
 """The worker process: wires settings, Kafka, Milvus and the embedder into arroyo and runs it.
 
 What it guarantees (see ``../shared/DESIGN.md``): at-least-once from Kafka to Milvus, made
-effectively-once by the idempotent upsert on id; offsets are committed only after Milvus
-acknowledged their batch; poison goes to the DLQ (acknowledged before its offset is committed)
+effectively-once by the idempotent upsert on id; a tombstone deletes its article from every
+store, idempotently, on the same path; offsets are committed only after Milvus (and, for
+deletes, every store) acknowledged their batch; poison goes to the DLQ (acknowledged before its offset is committed)
 and a DLQ flood stops the worker (exit code 3); a lost broker connection (for example a
 broker restart) rebuilds the consumer in-process with backoff; SIGTERM and SIGINT stop
 polling, finish or abandon the in-flight batch, commit what was acknowledged and close.
@@ -157,6 +158,7 @@ def build_worker(
         settings,
         embedder=embedder,
         upsert=writer.upsert,
+        delete=writer.delete,
         dedup=dedup,
         stories=StoryAssigner(
             client,

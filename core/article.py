@@ -7,11 +7,15 @@ Validated on both sides (the producer builds it through this model, the worker d
 
 Fields hold feed text as published (``summary`` and ``content`` may hold HTML; the worker
 cleans it). Sizes are capped here so that one hostile feed cannot produce a giant message.
+
+A delete is a tombstone on the same topic: key = the article id, value null, and optionally the
+header :data:`DELETE_REASON_HEADER` saying why (:class:`DeleteReason`; ``deleted`` when absent).
 """
 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -19,6 +23,26 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from core.errors import InvalidMessage
 
 SCHEMA_VERSION = 1
+
+#: The header of a delete tombstone that says why the article leaves (a :class:`DeleteReason`).
+DELETE_REASON_HEADER = "newsstream-delete-reason"
+
+
+class DeleteReason(StrEnum):
+    """Why a tombstone deletes its article (the value of :data:`DELETE_REASON_HEADER`)."""
+
+    DELETED = "deleted"  # an operator's delete (the default)
+    EXPIRED = "expired"  # the retention sweep
+
+
+def delete_reason(value: bytes | None) -> DeleteReason:
+    """The reason a tombstone's header gives; ``deleted`` when absent or not a known reason
+    (the message is a delete whatever its header says: only the count it lands in differs)."""
+    try:
+        return DeleteReason((value or b"").decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return DeleteReason.DELETED
+
 
 MAX_TITLE_CHARS = 1_000
 MAX_SUMMARY_CHARS = 20_000

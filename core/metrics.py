@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
     DLQ = "dlq"
+    DELETED = "deleted"  # a tombstone: an operator's delete
+    EXPIRED = "expired"  # a tombstone sent by retention
 
 
 class RejectReason(StrEnum):
@@ -56,6 +58,7 @@ class Stage(StrEnum):
     DECODE = "decode"
     CLEAN = "clean"
     QUALITY = "quality"
+    DELETE = "delete"
     DEDUP = "dedup"
     EMBED = "embed"
     UPSERT = "upsert"

@@ -45,6 +45,28 @@ def start_worker(settings: Settings, log: Path, **extra_env: str) -> subprocess.
     )
 
 
+def publish_tombstones(settings: Settings, ids: list[str], reason: str | None = None) -> None:
+    """Deletes of ``ids`` as the contract says: key = id, null value, the reason header when
+    given, through the project's producer factory (same partitioner), every delivery awaited."""
+    from confluent_kafka import Producer
+
+    from core.article import DELETE_REASON_HEADER
+    from core.kafka import producer_config
+
+    producer = Producer(producer_config(settings, client_id="test-tombstones"))
+    failures: list[Any] = []
+    headers = [] if reason is None else [(DELETE_REASON_HEADER, reason.encode())]
+    for ident in ids:
+        producer.produce(
+            settings.kafka_topic,
+            key=ident.encode(),
+            value=None,
+            headers=headers,
+            on_delivery=lambda err, _msg: failures.append(err) if err else None,
+        )
+    assert producer.flush(30) == 0 and not failures, failures
+
+
 def news_article(url: str, title: str, summary: str, source: str) -> Article:
     """An article of ``source`` at ``url`` (fixed publish and fetch times)."""
     return Article(

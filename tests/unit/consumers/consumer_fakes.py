@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from arroyo.backends.kafka import KafkaPayload
 
 from consumers.item import Origin
-from core.article import Article
+from core.article import DELETE_REASON_HEADER, Article
 from core.errors import TransientError
 from core.ids import article_id
 from store.row import ArticleRow
@@ -117,6 +118,12 @@ def article(
     )
 
 
+def tombstone(article_id: str, reason: bytes | None = None) -> KafkaPayload:
+    """A delete of ``article_id`` as the admin API and retention send it."""
+    headers = [] if reason is None else [(DELETE_REASON_HEADER, reason)]
+    return KafkaPayload(article_id.encode(), None, headers)
+
+
 def origin(offset: int, value: bytes = b"x") -> Origin:
     return Origin(
         topic="news.articles", partition=0, offset=offset, key=None, value=value, headers=()
@@ -188,6 +195,17 @@ class FakeMilvus:
         self.events.add("upsert", [row.id for row in rows])
         return len(rows)
 
+    def delete(self, ids: list[str]) -> int:
+        """The writer's delete: the rows go (an id not there is a no-op)."""
+        self.calls += 1
+        self.hold.wait()
+        if self.away:
+            raise TransientError("Milvus is away")
+        for ident in ids:
+            self.rows.pop(ident, None)
+        self.events.add("delete", list(ids))
+        return 0
+
 
 class FakeDlq:
     """The DLQ sink: records what it acknowledged; while ``away`` it raises a transient error."""
@@ -230,3 +248,7 @@ class RecordingDedup:
     def record(self, items: Any) -> None:
         self._events.add("record", [item.article_id for item in items])
         self._inner.record(items)
+
+    def remove(self, article_ids: Any) -> None:
+        self._events.add("forget", list(article_ids))
+        self._inner.remove(article_ids)

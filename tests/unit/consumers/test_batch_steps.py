@@ -1,4 +1,5 @@
-"""The per-batch steps: in-batch superseding, dedup, embed, story, upsert, record."""
+"""The per-batch steps: in-batch superseding and log order, delete, dedup, embed, story, upsert,
+record."""
 
 from __future__ import annotations
 
@@ -7,18 +8,27 @@ import threading
 from typing import Any
 
 import pytest
-from consumer_fakes import NAN_MARK, FakeEmbedder, FakeMilvus, OwnStories, article, origin
+from consumer_fakes import (
+    NAN_MARK,
+    Events,
+    FakeEmbedder,
+    FakeMilvus,
+    OwnStories,
+    article,
+    origin,
+)
 
 from consumers.clean import Clean
 from consumers.dedup_stage import CheckDuplicates, DedupStage, index_params
+from consumers.delete import DeleteArticles
 from consumers.embed import Embed
-from consumers.item import Batch, Item
+from consumers.item import Batch, Deletion, Item
 from consumers.outcomes import OutcomeTally
 from consumers.record import RecordDedupState
 from consumers.retry import Abandoned
 from consumers.stories import AssignStories
 from consumers.upsert import Upsert
-from core.article import Article
+from core.article import Article, DeleteReason
 from core.errors import TransientError
 from core.metrics import RejectReason
 from core.settings import Settings
@@ -166,3 +176,93 @@ def test_a_row_holds_the_one_content_hash_the_dedup_step_decided() -> None:
     # An item the dedup step did not see gets the same hash of the same text.
     (unchecked,) = _embedded(article(1, text=wire, title="Ferry")).rows
     assert unchecked.content_hash == row.content_hash
+
+
+def _delete(a: Article, offset: int, reason: DeleteReason = DeleteReason.DELETED) -> Item:
+    return Item(produced_at_ms=None, origin=origin(offset), delete=Deletion(a.id, reason))
+
+
+def test_in_a_batch_the_log_order_of_an_id_decides_between_delete_and_publish() -> None:
+    gone, back, other = article(1), article(2), article(3)
+    batch = Batch.of(
+        [
+            _item(gone, 0),
+            _delete(back, 1, DeleteReason.EXPIRED),
+            _delete(gone, 2),
+            _item(back, 3),
+            _item(other, 4),
+        ]
+    )
+    # published then deleted: deleted, never indexed; deleted then published: both happen, in
+    # that order (the delete step runs before the article is checked and indexed).
+    assert batch.deleted_ids == [back.id, gone.id]
+    assert [i.article_id for i in batch.survivors] == [back.id, other.id]
+    report = Embed(FakeEmbedder())(batch).report()
+    assert (report.indexed, report.duplicate, report.deleted, report.expired) == (2, 1, 1, 1)
+    assert report.consumed == 5 == (
+        report.indexed + report.duplicate + report.rejected + report.dlq
+        + report.deleted + report.expired
+    )  # fmt: skip
+
+
+class Forgets:
+    """The dedup stage's remove, with an outage of ``failures`` calls first."""
+
+    def __init__(self, events: Events, failures: int = 0) -> None:
+        self.events = events
+        self.failures = failures
+
+    def partition(self, items: Any) -> Any:
+        return list(items), []
+
+    def record(self, items: Any) -> None:
+        pass
+
+    def remove(self, article_ids: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("redis away")
+        self.events.add("forget", list(article_ids))
+
+
+def test_the_delete_step_removes_from_every_store_through_outages_then_returns() -> None:
+    events = Events()
+    milvus, dedup = FakeMilvus(events), Forgets(events, failures=2)
+    milvus.rows = {article(1).id: _embedded(article(1)).rows[0]}
+    step = DeleteArticles(milvus.delete, dedup, stop=STOP, max_backoff_s=0.01)
+    milvus.away = True
+    done = threading.Event()
+    batch = Batch.of([_delete(article(1), 0), _delete(article(9), 1)])
+    worker = threading.Thread(target=lambda: (step(batch), done.set()))
+    worker.start()
+    for _ in range(3000):  # a bound on the wait, not a measure
+        if milvus.calls >= 3:
+            break
+        threading.Event().wait(0.01)
+    assert not done.is_set() and article(1).id in milvus.rows  # waits out the outage
+    milvus.away = False
+    worker.join(10)
+    assert done.is_set() and milvus.rows == {}
+    # Milvus (with the keyword index and other rows) first, then the dedup index; an id that
+    # is not there (9) is a no-op.
+    assert events.log == [
+        ("delete", [article(1).id, article(9).id]),
+        ("forget", [article(1).id, article(9).id]),
+    ]
+
+
+def test_the_delete_step_abandons_the_batch_when_the_worker_stops_during_an_outage() -> None:
+    milvus, stop = FakeMilvus(), threading.Event()
+    milvus.away = True
+    stop.set()
+    step = DeleteArticles(milvus.delete, Forgets(Events()), stop=stop, max_backoff_s=0.01)
+    with pytest.raises(Abandoned):
+        step(Batch.of([_delete(article(1), 0)]))
+
+
+def test_a_batch_without_tombstones_does_not_call_the_stores() -> None:
+    milvus = FakeMilvus()
+    DeleteArticles(milvus.delete, Forgets(Events()), stop=STOP, max_backoff_s=0.01)(
+        Batch.of([_item(article(1))])
+    )
+    assert milvus.calls == 0

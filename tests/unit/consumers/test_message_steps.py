@@ -11,17 +11,21 @@ from arroyo.types import BrokerValue, Message, Partition, Topic
 from consumer_fakes import article
 
 from consumers.clean import Clean
+from consumers.consumer import TOMBSTONE
 from consumers.decode import Decode
-from consumers.item import Item
+from consumers.item import Deletion, Item
 from consumers.quality import QualityGate
 from consumers.rejects import RejectSample
+from core.article import DELETE_REASON_HEADER, DeleteReason
 from core.metrics import RejectReason
 
 PARTITION = Partition(Topic("news.articles"), 3)
 
 
-def _message(value: bytes | None, offset: int = 7, **headers: bytes) -> Message[KafkaPayload]:
-    payload = KafkaPayload(b"key", value, list(headers.items()))
+def _message(
+    value: bytes | None, offset: int = 7, key: bytes = b"key", **headers: bytes
+) -> Message[KafkaPayload]:
+    payload = KafkaPayload(key, value, list(headers.items()))
     return Message(BrokerValue(payload, PARTITION, offset, datetime.now(UTC)))
 
 
@@ -75,3 +79,40 @@ def test_quality_rejects_with_a_reason_and_keeps_a_sample(tmp_path: Path) -> Non
         good = Clean()(Item(produced_at_ms=None, article=article(6)))
         assert gate(good) is good
         assert sample.counts() == {"too_short": 1}
+
+
+def _tombstone(key: bytes | None, **headers: bytes) -> Message[KafkaPayload]:
+    payload = KafkaPayload(key, None, list(headers.items()))
+    return Message(BrokerValue(payload, PARTITION, 9, datetime.now(UTC)))
+
+
+def test_decode_turns_a_tombstone_with_an_article_id_into_a_delete() -> None:
+    ident = article(7).id
+    decode = Decode(max_message_bytes=100_000)
+    item = decode(_tombstone(ident.encode()))
+    assert item.final and item.poison is None and item.article is None
+    assert item.delete == Deletion(ident, DeleteReason.DELETED)
+    assert item.article_id == ident
+    expired = decode(_tombstone(ident.encode(), **{DELETE_REASON_HEADER: b"expired"}))
+    assert expired.delete == Deletion(ident, DeleteReason.EXPIRED)
+    # The later steps leave it alone.
+    assert QualityGate(min_chars=40)(Clean()(item)) is item
+
+
+def test_a_tombstone_without_an_article_id_as_its_key_is_poison() -> None:
+    decode = Decode(max_message_bytes=100_000)
+    for key in (None, b"", b"not-an-article-id"):
+        item = decode(_tombstone(key))
+        assert item.delete is None and item.poison is not None, key
+        reason = json.loads(item.poison)
+        assert (reason["stage"], reason["error_class"]) == ("decode", "InvalidMessage")
+        assert "tombstone" in reason["message"]
+
+
+def test_a_null_value_from_the_kafka_consumer_is_a_tombstone_an_empty_one_is_poison() -> None:
+    # arroyo's Kafka consumer hands null values over as ``b""``; ours marks them TOMBSTONE.
+    ident = article(8).id.encode()
+    decode = Decode(max_message_bytes=100_000)
+    assert decode(_message(TOMBSTONE or b"", key=ident)).delete is not None
+    empty = decode(_message(b"", key=ident))
+    assert empty.delete is None and empty.poison is not None

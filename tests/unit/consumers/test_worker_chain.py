@@ -26,6 +26,7 @@ from consumer_fakes import (
     OwnStories,
     RecordingDedup,
     article,
+    tombstone,
 )
 
 from consumers.chain import WorkerChain, build_steps
@@ -76,6 +77,16 @@ class Rig:
         for value in values:
             self.broker.produce(P0, KafkaPayload(None, value, [("produced_at", b"1")]))
 
+    def publish(self, *articles: Article) -> None:
+        """Articles keyed by their id, as the producer sends them."""
+        for a in articles:
+            payload = KafkaPayload(a.id.encode(), a.to_bytes(), [("produced_at", b"1")])
+            self.broker.produce(P0, payload)
+
+    def delete(self, *articles: Article, reason: bytes | None = None) -> None:
+        for a in articles:
+            self.broker.produce(P0, tombstone(a.id, reason))
+
     def run_until(self, condition: Callable[[], bool], what: str) -> None:
         """Step the processor until ``condition`` holds."""
         deadline = time.monotonic() + PATIENCE_S
@@ -109,6 +120,7 @@ def rig() -> Iterator[Rig]:
         settings,
         embedder=FakeEmbedder(),
         upsert=milvus.upsert,
+        delete=milvus.delete,
         dedup=RecordingDedup(DedupStage(DedupIndex(MemoryBackend(params), params)), events),
         stories=OwnStories(),
         dlq=dlq,
@@ -224,3 +236,66 @@ def test_rejected_and_duplicate_messages_still_move_the_offsets(rig: Rig) -> Non
     snapshot = rig.tally.snapshot()
     assert (snapshot["consumed"], snapshot["indexed"]) == (9, 3)
     assert (snapshot["duplicate"], snapshot["rejected"], snapshot["dlq"]) == (2, 4, 0)
+
+
+def test_a_tombstone_deletes_from_every_store_before_its_offset_is_committed(rig: Rig) -> None:
+    kept, gone = article(80), article(81)
+    rig.publish(kept, gone)
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 2, "both indexed")
+    rig.milvus.hold.clear()  # the deletion is in flight until released
+    rig.delete(gone)
+    rig.delete(article(82), reason=b"expired")  # never indexed: a no-op, counted as expired
+    rig.run_until(lambda: rig.milvus.calls == 2, "the delete started")
+    rig.run_steps(50)
+    assert rig.broker.committed.get(P0) == 2, "nothing committed before the stores acknowledged"
+    rig.milvus.hold.set()
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 4, "the tombstones committed")
+    assert set(rig.milvus.rows) == {kept.id}
+    delete = rig.events.index("delete")
+    assert delete < rig.events.index("forget") < rig.events.index("commit", lambda o: o[P0] == 4)
+    snapshot = rig.tally.snapshot()
+    assert (snapshot["consumed"], snapshot["indexed"]) == (4, 2)
+    assert (snapshot["deleted"], snapshot["expired"], snapshot["dlq"]) == (1, 1, 0)
+
+
+def test_the_same_text_published_after_a_delete_is_indexed_not_a_duplicate(rig: Rig) -> None:
+    wire = "The harbour council agreed on Monday to rebuild the old ferry pier before winter."
+    first = article(90, text=wire, title="Pier", url="https://a.example/pier")
+    again = article(91, text=wire, title="Pier", url="https://b.example/pier")
+    rig.publish(first)
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 1, "the first indexed")
+    rig.delete(first)
+    rig.publish(again)  # in the same batch as the delete, after it
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 3, "delete and copy committed")
+    assert set(rig.milvus.rows) == {again.id}
+    snapshot = rig.tally.snapshot()
+    assert (snapshot["indexed"], snapshot["duplicate"], snapshot["deleted"]) == (2, 0, 1)
+
+
+def test_in_one_batch_delete_then_publish_ends_indexed_and_publish_then_delete_deleted(
+    rig: Rig,
+) -> None:
+    back, gone = article(100), article(101)
+    rig.publish(back, gone)
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 2, "both indexed")
+    newer = article(100, text="A newer version of the report, published after the delete. " * 2)
+    rig.delete(back)
+    rig.publish(newer, article(101, text="A last version, deleted right after. " * 3))
+    rig.delete(gone)  # one batch of four
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 6, "the batch committed")
+    assert set(rig.milvus.rows) == {back.id}
+    assert "A newer version" in rig.milvus.rows[back.id].text
+    snapshot = rig.tally.snapshot()
+    assert (snapshot["consumed"], snapshot["indexed"], snapshot["duplicate"]) == (6, 3, 1)
+    assert snapshot["deleted"] == 2
+
+
+def test_a_tombstone_without_a_key_is_poison(rig: Rig) -> None:
+    kept = article(110)
+    rig.publish(kept)
+    rig.broker.produce(P0, KafkaPayload(None, None, []))
+    rig.run_until(lambda: rig.broker.committed.get(P0) == 2, "both committed")
+    assert [origin.offset for origin, _ in rig.dlq.sent] == [1]
+    assert set(rig.milvus.rows) == {kept.id}
+    snapshot = rig.tally.snapshot()
+    assert (snapshot["dlq"], snapshot["deleted"], snapshot["indexed"]) == (1, 0, 1)
