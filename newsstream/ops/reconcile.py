@@ -10,6 +10,12 @@ What comes out: a :class:`ReconcileReport`. Unless ``dry_run``, every id missing
 re-queued: its last message (original key, bytes and headers, with a fresh ``produced_at``) is
 produced to the articles topic again and acknowledged by the broker, so the workers index it.
 
+A deleted id is never re-queued: an id whose last message is a tombstone is not expected in
+Milvus, and right before re-queueing, the messages that arrived since the scan are read (from
+where the scan ended) and every id among them is left out: a tombstone published meanwhile
+must stay the last word of its id (a copy re-queued behind it would bring the article back),
+and a newer version is indexed by the workers anyway.
+
 Rejected and duplicate articles are legitimately absent from Milvus: re-queueing them is
 harmless, the worker rejects or deduplicates them again. Ids are checked with ``query`` at
 Strong consistency, in chunks, so a row upserted just before the check is seen.
@@ -50,6 +56,7 @@ class ReconcileReport:
     tombstones: int = 0
     in_milvus: int = 0
     missing: list[str] = field(default_factory=list)
+    changed_since_scan: int = 0
     requeued: int = 0
     dry_run: bool = False
 
@@ -62,6 +69,7 @@ class ReconcileReport:
             "in_milvus": self.in_milvus,
             "missing": len(self.missing),
             "missing_ids": self.missing,
+            "changed_since_scan": self.changed_since_scan,
             "requeued": self.requeued,
             "dry_run": self.dry_run,
         }
@@ -84,6 +92,20 @@ def latest_per_key(
             continue
         latest[key] = message
     return latest
+
+
+def ids_since(settings: Settings, start: dict[int, int]) -> set[str]:
+    """The keys of the messages at or after ``start`` (partition -> offset) in the articles
+    topic, read to its true end."""
+    consumer = scan_consumer(settings)
+    try:
+        return {
+            message.key.decode("ascii", "replace")
+            for message in scan_topic(consumer, settings.kafka_topic, start)
+            if message.key is not None
+        }
+    finally:
+        consumer.close()
 
 
 def ids_in_milvus(
@@ -131,10 +153,12 @@ def reconcile(
     """
     report = ReconcileReport(dry_run=dry_run)
     consumer = scan_consumer(settings)
+    ends: dict[int, int] = {}  # partition -> the offset after the last message read
     try:
 
         def counted(messages: Iterable[ScannedMessage]) -> Iterable[ScannedMessage]:
             for message in messages:
+                ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
                 if progress is not None:
                     progress("read", 1)
                 yield message
@@ -152,8 +176,12 @@ def reconcile(
     report.missing = sorted(set(latest) - present)
     if dry_run or not report.missing:
         return report
+    changed = ids_since(settings, ends) & set(report.missing)
+    report.changed_since_scan = len(changed)
     outgoing = [
-        Outgoing(latest[i].key, latest[i].value, _fresh_headers(latest[i])) for i in report.missing
+        Outgoing(latest[i].key, latest[i].value, _fresh_headers(latest[i]))
+        for i in report.missing
+        if i not in changed
     ]
     on_sent = (lambda n: progress("sent", n)) if progress is not None else None
     report.requeued = requeue(settings, outgoing, "newsstream-reconcile", on_sent)
