@@ -9,8 +9,8 @@ What comes out:
 - ``DELETE`` (an admin key when the API has keys; a read key gets 403): records the action on the
   audit topic, then publishes the delete of the contract, a tombstone on the articles topic
   (key = the id, so the partition of the article's own messages; null value; header
-  :data:`DELETE_REASON_HEADER` = ``deleted``), each acknowledged by the broker (``acks=all``)
-  before the answer: 202 with the id and ``status: queued``. The workers apply it like an upsert:
+  :data:`core.article.DELETE_REASON_HEADER` = ``deleted``), each acknowledged by the broker
+  (``acks=all``) before the answer: 202 with the id and ``status: queued``. The workers apply it like an upsert:
   the article then leaves search. 404 when the index answers that it holds no row of this id
   (nothing to delete) unless ``force=true`` (an article still on its way to the index); when the
   index is away the delete is published all the same (``stored: null``): a delete is
@@ -29,6 +29,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from core.article import DELETE_REASON_HEADER, DeleteReason
 from core.errors import TransientError
 from core.ids import is_article_id
 from core.settings import Settings
@@ -39,8 +40,6 @@ from search_api.errors import RETRY_AFTER_S, ErrorResponse, error_response
 
 log = logging.getLogger(__name__)
 
-#: The header of a delete tombstone that says why: ``deleted`` (an operator) or ``expired``.
-DELETE_REASON_HEADER = "newsstream-delete-reason"
 #: Longest reason kept in the audit.
 MAX_REASON_CHARS = 500
 
@@ -58,7 +57,9 @@ class DeleteAccepted(BaseModel):
     audit_id: str = Field(description="The id of the audit record of this delete.")
 
 
-def tombstone(settings: Settings, article_id: str, reason: str = "deleted") -> Record:
+def tombstone(
+    settings: Settings, article_id: str, reason: DeleteReason = DeleteReason.DELETED
+) -> Record:
     """The delete of ``article_id`` as the contract has it (see the module docstring); it
     carries ``produced_at`` (epoch ms) like an article, so a worker can time the delete too."""
     return Record(
@@ -66,7 +67,7 @@ def tombstone(settings: Settings, article_id: str, reason: str = "deleted") -> R
         key=article_id.encode(),
         value=None,
         headers={
-            DELETE_REASON_HEADER: reason.encode(),
+            DELETE_REASON_HEADER: reason.value.encode(),
             "produced_at": str(int(time.time() * 1000)).encode(),
         },
     )

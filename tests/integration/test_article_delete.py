@@ -1,31 +1,34 @@
 """DELETE /articles/{id} and the audit against the local broker and Milvus: the tombstone lands
 where the article's own messages are, with its reason; the audit lists the delete with the key's
 fingerprint, newest first, a bounded page at a time; `newsstream delete` and `newsstream audit`
-do the same through a served API."""
+do the same through a served API; and, with a real worker, a deleted article leaves the index
+and search."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from core.article import DELETE_REASON_HEADER
 from core.ids import article_id
 from core.kafka import ensure_topics
 from core.settings import Settings
 from newsstream.cli.app import app as cli
 from producers.publisher import Publisher
 from search_api.app import create_app
-from search_api.article_routes import DELETE_REASON_HEADER
 from search_api.security import key_fingerprint
 from store.client import connect
 from store.writer import ArticleWriter
 
-from probes import read_topic
-from running import serving
+from probes import read_topic, wait_until
+from running import running_worker, serving
 from worker_procs import news_article, stored_row
 
 pytestmark = pytest.mark.integration
@@ -125,3 +128,63 @@ def test_the_cli_deletes_by_url_and_the_audit_shows_it(stored: Settings, embedde
     assert audit.exit_code == 0, audit.output
     assert target in audit.output and key_fingerprint(ADMIN) in audit.output
     assert refused.exit_code == 1 and "403" in refused.output
+
+
+#: (url, title, summary) of articles the worker indexes in the end-to-end test.
+STORIES = [
+    (
+        "https://harbour.example/2026/lighthouse-keepers-return",
+        "Lighthouse keepers return to the northern harbour after forty years",
+        "The harbour authority hired three lighthouse keepers again after automated lamps failed "
+        "repeatedly during winter storms, and fishing crews welcomed the return of a staffed "
+        "light on the northern breakwater.",
+    ),
+    (
+        "https://orchard.example/2026/apple-harvest-record",
+        "Valley orchards report a record apple harvest after a mild spring",
+        "Growers across the valley picked more apples than in any year on record, crediting a "
+        "frost-free spring and a wet summer, and cider makers expect prices to fall this autumn.",
+    ),
+]
+
+
+def test_a_deleted_article_leaves_the_index_and_search_and_the_audit_shows_it(
+    make_settings: Any, embedder: Any, unique_name: str
+) -> None:
+    settings = make_settings(
+        api_search_events=False,
+        kafka_story_edits_topic=f"{unique_name}.story-edits",
+        kafka_audit_topic=f"{unique_name}.audit",
+    )
+    ensure_topics(settings)
+    articles = [news_article(url, title, text, url.split("/")[2]) for url, title, text in STORIES]
+    gone, kept = articles
+    runner = CliRunner()
+    env = {"NEWSSTREAM_DATA_DIR": str(settings.data_dir)}
+    with running_worker(settings, embedder), serving(settings, embedder) as base:
+        publisher = Publisher(settings)
+        assert publisher.publish(articles, timeout_s=30) == {a.id for a in articles}
+        publisher.close()
+
+        def status(article: Any) -> int:
+            return httpx.get(f"{base}/articles/{article.id}", timeout=10).status_code
+
+        wait_until(lambda: status(gone) == status(kept) == 200, 120, "both articles indexed")
+        deleted = runner.invoke(
+            cli, ["delete", gone.url, "--yes", "--reason", "test", "--api", base], env=env
+        )
+        assert deleted.exit_code == 0, deleted.output
+        wait_until(lambda: status(gone) == 404, 60, "the deleted article to answer 404")
+        for query in (gone.title, "lighthouse keepers harbour"):
+            for mode in ("semantic", "hybrid"):
+                found = httpx.get(
+                    f"{base}/search", params={"q": query, "k": 10, "mode": mode}, timeout=30
+                ).json()["results"]
+                assert gone.id not in {r["id"] for r in found}, (query, mode, found)
+        assert status(kept) == 200
+        audit = runner.invoke(
+            cli, ["audit", "--action", "article.delete", "--json", "--api", base], env=env
+        )
+    assert audit.exit_code == 0, audit.output
+    [entry] = json.loads(audit.output)["entries"]
+    assert entry["target"] == gone.id and entry["reason"] == "test" and entry["by"] == "loopback"

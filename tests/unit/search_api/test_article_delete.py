@@ -11,11 +11,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core.article import DELETE_REASON_HEADER
 from core.errors import TransientError
 from core.settings import Settings
 from search_api.acked_producer import Record
 from search_api.app import create_app
-from search_api.article_routes import DELETE_REASON_HEADER
 from search_api.audit import AuditRecord
 from search_api.backend import Backend
 from search_api.security import key_fingerprint

@@ -162,3 +162,9 @@ def test_audit_prints_the_records_newest_first(
     assert "--before 7" in flat
     as_json = CliRunner().invoke(app, ["audit", "--json", "--api", "http://api.test"])
     assert json.loads(as_json.output) == page
+
+
+def test_the_cli_names_the_actions_the_api_records() -> None:
+    from search_api.audit import ACTIONS
+
+    assert set(admin.AUDIT_ACTIONS) == set(ACTIONS)
