@@ -1,8 +1,8 @@
 """Fault tests of the worker against the real local broker and Milvus Lite server.
 
 The oracle: a ledger of produced ids; after the fault and after lag reaches 0, at Strong
-consistency, the set of ids in Milvus equals the ledger minus the rejected and duplicate ones,
-and count(*) equals the number of distinct ids (no duplicate rows).
+consistency, the set of ids in Milvus equals the ledger minus the rejected, duplicate and
+deleted ones, and count(*) equals the number of distinct ids (no duplicate rows).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from probes import (
     wait_until,
 )
 from running import running_worker
-from worker_procs import bbc_articles, poison_values, start_worker
+from worker_procs import bbc_articles, poison_values, publish_tombstones, start_worker
 
 pytestmark = pytest.mark.faults
 
@@ -190,3 +190,53 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(
         _assert_oracle(settings, ledger)
     finally:
         assert stop_process(survivor) == 0
+
+
+def test_kill_9_between_a_delete_and_its_commit_brings_nothing_back_and_loses_nothing(
+    make_settings: Any, embedder: Any, tmp_path: Path
+) -> None:
+    bbc = require_shared_data("eval", "bbc-news")
+    settings = make_settings(worker_batch_size=32)
+    articles = list(bbc_articles(bbc, 200, offset=1400))
+    ledger = _publish(settings, articles)
+    with running_worker(settings, embedder):
+        _assert_oracle(settings, ledger)
+    doomed = sorted(ledger)[::4]
+    publish_tombstones(settings, doomed[: len(doomed) // 2])
+    publish_tombstones(settings, doomed[len(doomed) // 2 :], reason="expired")
+    dying = start_worker(settings, tmp_path / "dying.log", NEWSSTREAM_FAILPOINTS="after_delete")
+    try:
+        dying.wait(180)
+    finally:
+        stop_process(dying)
+    assert dying.returncode == -9, (tmp_path / "dying.log").read_text()[-2000:]
+    assert milvus_count(settings) < len(ledger), "a delete was acknowledged before the kill"
+    lag = total_lag(settings)
+    assert lag is not None and lag > 0, f"nothing may be committed past the kill (lag {lag})"
+    survivor = start_worker(settings, tmp_path / "survivor.log")
+    try:
+        _assert_oracle(settings, ledger - set(doomed))
+    finally:
+        assert stop_process(survivor) == 0
+
+
+def test_a_delete_racing_an_upsert_across_batches_ends_as_the_later_message_says(
+    make_settings: Any, embedder: Any
+) -> None:
+    # One message per batch: each delete and each version is applied on its own, in log order.
+    settings = make_settings(worker_batch_size=1, worker_max_pending_batches=4)
+    bbc = require_shared_data("eval", "bbc-news")
+    gone, back, fresh, kept = list(bbc_articles(bbc, 4, offset=1700))
+    newer = back.model_copy(update={"title": "Back after its delete"})
+    _publish(settings, [gone, back, kept])
+    publish_tombstones(settings, [gone.id, back.id, fresh.id])
+    _publish(settings, [newer, fresh])
+    with running_worker(settings, embedder) as worker:
+        _assert_oracle(settings, {back.id, fresh.id, kept.id})
+        snapshot = worker.tally.snapshot()
+    assert (snapshot["indexed"], snapshot["deleted"]) == (5, 3)
+    from search_api.searcher import Searcher
+    from store.client import connect
+
+    row = Searcher(settings, connect(settings.milvus_uri or ""), embedder).get(back.id)
+    assert row is not None and row["title"] == "Back after its delete"
