@@ -33,6 +33,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from pymilvus import MilvusClient, MilvusException
 
+from core.article import DELETE_REASON_HEADER, DeleteReason
 from core.errors import NewsstreamError, TransientError
 from core.kafka import producer_config
 from core.settings import Settings
@@ -44,9 +45,8 @@ from store.expressions import quote_literal
 
 log = logging.getLogger(__name__)
 
-#: Header of a tombstone that says why the article leaves, and the value retention uses.
-DELETE_REASON_HEADER = "newsstream-delete-reason"
-EXPIRED = b"expired"
+#: The delete reason retention's tombstones carry (the contract is :mod:`core.article`'s).
+EXPIRED = DeleteReason.EXPIRED.value.encode("ascii")
 #: How long a periodic sweep remembers the ids it tombstoned (at least one period): longer than
 #: a worker that is catching up should take to apply them.
 RECENT_TTL_S = 900.0

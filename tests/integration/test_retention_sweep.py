@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.article import DELETE_REASON_HEADER
 from core.kafka import ensure_topics
-from newsstream.ops.retention import DELETE_REASON_HEADER, RecentTombstones, run_sweeps, sweep
+from newsstream.ops.retention import RecentTombstones, run_sweeps, sweep
 from newsstream.ops.topic_scan import scan_consumer, scan_topic
 from producers.registry import FeedRegistry, state_path
 from producers.retention import DAY_S
