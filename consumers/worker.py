@@ -131,7 +131,7 @@ def build_worker(
     # the client unable to reconnect (measured); a blocked call resumes when the server does,
     # while the bounded queue in front of the step makes arroyo pause the partitions.
     writer: ArticleWriter = retry_transient(
-        lambda: ArticleWriter.open(client, settings, embedder.dimension),
+        lambda: ArticleWriter.open(client, settings, embedder.dimension, embedder.fingerprint),
         dependency="milvus",
         stop=stop,
         max_backoff_s=settings.worker_retry_max_backoff_s,

@@ -37,6 +37,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +48,8 @@ from core.settings import PACKAGED_MODEL, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from embedding.fingerprint import ModelFingerprint
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +121,16 @@ class Embedder:
     """A loaded embedding model with a thread-safe ``embed``, on the configured backend.
 
     Attributes: ``model_name`` (as configured), ``backend`` (the concrete backend, ``auto``
-    resolved), ``dimension`` and ``max_seq_length`` (tokens; longer texts are truncated).
+    resolved), ``dimension`` and ``max_seq_length`` (tokens; longer texts are truncated), and
+    ``fingerprint`` (what a collection records of the model, :mod:`embedding.fingerprint`).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.model_name = settings.embedding_model
         self.backend = choose_backend(settings)
         path = resolve_model_path(settings.embedding_model)
+        self._model_path = path
+        self._cache_dir = settings.model_cache_dir
         if Path(path).exists():
             # A local model must never reach out to a hub (closed networks, reproducibility).
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,6 +151,21 @@ class Embedder:
             self.backend,
             self.dimension,
             threads,
+        )
+
+    @cached_property
+    def fingerprint(self) -> ModelFingerprint:
+        """The model's fingerprint; its weights are hashed on first use (then cached on disk
+        under the embedding cache directory, keyed by file size and mtime)."""
+        from embedding.fingerprint import model_fingerprint  # that module imports this one
+
+        return model_fingerprint(
+            self.model_name,
+            local_model_dir(self._model_path),
+            backend=self.backend,
+            max_tokens=self.max_seq_length,
+            dimension=self.dimension,
+            cache_dir=self._cache_dir,
         )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -209,7 +230,7 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
         require_module(module, package, backend)
     if backend == "openvino-int8":
         require_module("openvino", "openvino", backend)
-    model_dir = _local_model_dir(path)
+    model_dir = local_model_dir(path)
     spec = read_model_spec(model_dir)
     cache_root = model_cache_root(settings.model_cache_dir, settings.embedding_model, model_dir)
     if backend == "onnx-int8":
@@ -232,7 +253,7 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
     return GraphEmbedder(spec, runner, rows_per_run)
 
 
-def _local_model_dir(path: str) -> Path:
+def local_model_dir(path: str) -> Path:
     """A local directory of the model: the path itself, or the hub's cached snapshot."""
     if Path(path).is_dir():
         return Path(path)

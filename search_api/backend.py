@@ -42,7 +42,9 @@ class Backend:
                 self.load_model()
                 assert self._embedder is not None
                 client = milvus_client(self.settings)
-                ensure_collection(client, self.settings, self._embedder.dimension)
+                ensure_collection(
+                    client, self.settings, self._embedder.dimension, self._embedder.fingerprint
+                )
                 self._searcher = Searcher(self.settings, client, self._embedder)
                 self._client = client
             return self._searcher

@@ -20,6 +20,7 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusExcep
 
 from core.errors import ConfigurationError, TransientError
 from core.settings import Settings
+from store.fingerprint import ModelStamp, check_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,16 @@ def _index_params(client: MilvusClient, settings: Settings, with_bm25: bool) -> 
     return params
 
 
-def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> bool:
-    """Create the articles collection if missing, check its dimension, and load it.
+def ensure_collection(
+    client: MilvusClient, settings: Settings, dim: int, fingerprint: ModelStamp | None = None
+) -> bool:
+    """Create the articles collection if missing, check its dimension, load it, and check or
+    record the model ``fingerprint`` (see :mod:`store.fingerprint`; None, for synthetic
+    vectors in benchmarks and tests, checks the dimension only).
 
     Returns whether the collection has the BM25 sparse field. Raises
-    :class:`ConfigurationError` when an existing collection was made for another dimension
-    (another embedding model): mixing models in one collection would make scores meaningless.
+    :class:`ConfigurationError` when an existing collection was made for another dimension or
+    another model: mixing models in one collection would make scores meaningless.
     """
     name = settings.milvus_collection
     try:
@@ -147,6 +152,8 @@ def ensure_collection(client: MilvusClient, settings: Settings, dim: int) -> boo
                 "the model the collection was built with"
             )
         client.load_collection(name)
+        if fingerprint is not None:
+            check_fingerprint(client, name, fingerprint)
         return collection_has_bm25(client, name)
     except MilvusException as exc:
         raise TransientError(f"Milvus error while preparing {name!r}: {exc}") from exc

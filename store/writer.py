@@ -29,6 +29,7 @@ from pymilvus import MilvusClient
 
 from core.errors import TransientError
 from core.settings import Settings
+from store.fingerprint import ModelStamp
 from store.keyword_index import KeywordIndex, doc_from_row, fill_from_milvus, keyword_index_path
 from store.row import ArticleRow, OtherSource, listing_any
 from store.schema import VECTOR_FIELD, ensure_collection
@@ -47,19 +48,32 @@ class ArticleWriter:
             self.keywords = KeywordIndex(keyword_index_path(settings))
 
     @classmethod
-    def open(cls, client: MilvusClient, settings: Settings, dim: int) -> ArticleWriter:
-        """Ensure the collection exists (see :func:`store.schema.ensure_collection`), then a
-        writer for it."""
-        return cls(client, settings, has_bm25=ensure_collection(client, settings, dim))
+    def open(
+        cls,
+        client: MilvusClient,
+        settings: Settings,
+        dim: int,
+        fingerprint: ModelStamp | None = None,
+    ) -> ArticleWriter:
+        """Ensure the collection exists for the model (see
+        :func:`store.schema.ensure_collection`), then a writer for it."""
+        has_bm25 = ensure_collection(client, settings, dim, fingerprint)
+        return cls(client, settings, has_bm25=has_bm25)
 
     @classmethod
-    def fresh(cls, client: MilvusClient, settings: Settings, dim: int) -> ArticleWriter:
+    def fresh(
+        cls,
+        client: MilvusClient,
+        settings: Settings,
+        dim: int,
+        fingerprint: ModelStamp | None = None,
+    ) -> ArticleWriter:
         """A writer for an empty collection: the collection and its keyword index are dropped
         first (benchmarks and evaluations, never the service)."""
         if client.has_collection(settings.milvus_collection):
             client.drop_collection(settings.milvus_collection)
         keyword_index_path(settings).unlink(missing_ok=True)
-        return cls.open(client, settings, dim)
+        return cls.open(client, settings, dim, fingerprint)
 
     def catch_up(self) -> int:
         """Index rows Milvus has and the keyword index lacks (a new or lost index file);

@@ -89,7 +89,10 @@ def fill_store(settings: Settings, n: int, data: Path, console: Console) -> dict
         base = embedder.embed(texts)
         client = connect(uri)
         writer = ArticleWriter.fresh(
-            client, settings.model_copy(update={"milvus_uri": uri}), embedder.dimension
+            client,
+            settings.model_copy(update={"milvus_uri": uri}),
+            embedder.dimension,
+            embedder.fingerprint,  # the stack's workers and API then find their own model
         )
         rng = np.random.default_rng(11)
         started = time.monotonic()

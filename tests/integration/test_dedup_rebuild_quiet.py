@@ -76,7 +76,7 @@ def test_a_worker_start_over_many_hour_slices_logs_no_mvcc_warning(
             "published_at": now - n * REBUILD_SLICE_S - 60,
             "ingested_at": now - n * REBUILD_SLICE_S - 60,  # one row in each of 12 slices
             "story_id": f"{n + 1:032x}",
-            "model": "test",
+            "model": embedder.model_name,
             "content_hash": "",
             "also_reported_by": encode_sources([]),
         }
