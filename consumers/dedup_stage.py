@@ -2,10 +2,11 @@
 
 What goes in: a batch's surviving :class:`consumers.item.Item` items. What comes out of
 :meth:`DedupStage.partition`: the items to embed and index (each carrying its unique
-:class:`dedup.index.Verdict`, whose content hash becomes the row's), and the duplicates (exact by content
-hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not embedded; the
-kept article records the duplicate's source, URL and id in ``also_reported_by`` (applied in
-:meth:`DedupStage.record`, after Milvus acknowledged the batch, so the kept row exists).
+:class:`dedup.index.Verdict`, whose content hash becomes the row's), and the duplicates (exact
+by content hash, or near by MinHash LSH confirmed by estimated Jaccard). A duplicate is not
+embedded; the kept article records the duplicate's source, URL and id in ``also_reported_by``
+(applied in :meth:`DedupStage.record`, after Milvus acknowledged the batch, so the kept row
+exists). :meth:`DedupStage.remove` forgets deleted articles.
 
 Guarantees: dedup state is recorded only after the upsert of the kept article returned (the
 indexer calls :meth:`record` after the upsert), so a crash in between can never make an article

@@ -3,8 +3,8 @@
 Set ``NEWSSTREAM_FAILPOINTS`` to a comma-separated list of names (for example
 ``after_upsert``) and the process sends itself SIGKILL the first time it reaches one of them.
 Unset (production), :func:`failpoint` is one dictionary look-up. This is how the fault tests
-kill a worker at an exact moment (after the upsert or the delete returned, before the commit) instead of
-hoping a timed kill lands there.
+kill a worker at an exact moment (after the upsert or the delete returned, before the commit)
+instead of hoping a timed kill lands there.
 """
 
 from __future__ import annotations

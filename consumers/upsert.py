@@ -2,9 +2,9 @@
 
 In: a batch whose rows (:class:`store.row.ArticleRow`) have their story. Out: the same batch,
 returned only once Milvus acknowledged every row (through the one writer,
-:meth:`store.writer.ArticleWriter.upsert`, which also feeds the keyword index). Ids are already unique inside the batch (:meth:`Batch.of` keeps the
-last version of an id), so a re-published article replaces its row and never adds a second
-one. The count Milvus returns is checked against the rows sent; a short count, like an outage,
+:meth:`store.writer.ArticleWriter.upsert`, which also feeds the keyword index). Ids are already
+unique inside the batch (:meth:`Batch.of` keeps the last version of an id), so a re-published
+article replaces its row and never adds a second one. The count Milvus returns is checked against the rows sent; a short count, like an outage,
 is retried with capped exponential backoff until ``stop``. The failpoint ``after_upsert`` lets
 the fault tests kill the worker between this acknowledgement and the commit.
 """

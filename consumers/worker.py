@@ -3,8 +3,8 @@
 What it guarantees (see ``../shared/DESIGN.md``): at-least-once from Kafka to Milvus, made
 effectively-once by the idempotent upsert on id; a tombstone deletes its article from every
 store, idempotently, on the same path; offsets are committed only after Milvus (and, for
-deletes, every store) acknowledged their batch; poison goes to the DLQ (acknowledged before its offset is committed)
-and a DLQ flood stops the worker (exit code 3); a lost broker connection (for example a
+deletes, every store) acknowledged their batch; poison goes to the DLQ (acknowledged before its
+offset is committed) and a DLQ flood stops the worker (exit code 3); a lost broker connection (for example a
 broker restart) rebuilds the consumer in-process with backoff; SIGTERM and SIGINT stop
 polling, finish or abandon the in-flight batch, commit what was acknowledged and close.
 """

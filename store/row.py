@@ -219,7 +219,8 @@ class ArticleRow:
         """The row of a stored entity read with every field and the vector (``output_fields=
         ["*", "embedding"]``); BM25 outputs and other extra fields are ignored, a missing
         scalar reads as its default, and ``also_reported_by`` entries without a URL are
-        dropped (and more than :data:`MAX_ALSO_REPORTED` cut). Raises ``KeyError`` without ``id`` or the vector."""
+        dropped (and more than :data:`MAX_ALSO_REPORTED` cut). Raises ``KeyError`` without
+        ``id`` or the vector."""
         return cls(
             id=str(entity["id"]),
             embedding=[float(x) for x in entity[VECTOR_FIELD]],

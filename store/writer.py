@@ -3,7 +3,8 @@
 What goes in: :class:`store.row.ArticleRow` values (the worker and every change of stored rows;
 the benchmarks' bulk fills also pass dicts of every schema field, as
 :meth:`ArticleRow.to_milvus` makes them), or a partial change of stored rows
-(:meth:`ArticleWriter.update` and the changes built on it). What comes out: the upsert count Milvus acknowledged. Guaranteed:
+(:meth:`ArticleWriter.update` and the changes built on it). What comes out: the upsert count
+Milvus acknowledged. Guaranteed:
 
 - when Milvus acknowledged every row and the collection has no BM25 field, the same rows are in
   the keyword index before ``upsert`` returns (a keyword-index failure raises
