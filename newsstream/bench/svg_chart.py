@@ -47,6 +47,11 @@ def _nice_max(value: float) -> float:
     return 10 * power
 
 
+def _tick(value: float, span: float) -> str:
+    """An x tick label: whole numbers over a wide span, one decimal over a narrow one."""
+    return f"{value:.0f}" if span >= 12 else f"{round(value, 1):g}"
+
+
 def line_chart(title: str, x_label: str, xs: Sequence[float], panels: Sequence[Panel]) -> str:
     """The SVG document of ``panels`` over ``xs`` (every series has one value per x)."""
     height = MARGIN_TOP + len(panels) * (PANEL_HEIGHT + GAP) + 10
@@ -82,7 +87,7 @@ def line_chart(title: str, x_label: str, xs: Sequence[float], panels: Sequence[P
             value = x_min + span * tick / 6
             x = MARGIN_LEFT + plot_w * tick / 6
             out.append(
-                f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{round(value, 1):g}</text>'
+                f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{_tick(value, span)}</text>'
             )
         out.append(
             f'<text x="16" y="{(top + bottom) / 2}" text-anchor="middle" '
@@ -95,13 +100,16 @@ def line_chart(title: str, x_label: str, xs: Sequence[float], panels: Sequence[P
                 f"{bottom - PANEL_HEIGHT * y / y_top:.1f}"
                 for x, y in zip(xs, series.values, strict=True)
             )
+            # Every other line dashed, so a line that lies on another one still shows.
+            dash = ' stroke-dasharray="6,4"' if index % 2 else ""
             out.append(
-                f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+                f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"'
+                f"{dash}/>"
             )
             legend_y = top + 16 + 16 * index
             out.append(
                 f'<line x1="{MARGIN_LEFT + 10}" y1="{legend_y - 4}" x2="{MARGIN_LEFT + 30}" '
-                f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"/>'
+                f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"{dash}/>'
             )
             out.append(f'<text x="{MARGIN_LEFT + 36}" y="{legend_y}">{escape(series.label)}</text>')
     last_bottom = MARGIN_TOP + len(panels) * (PANEL_HEIGHT + GAP) - GAP
