@@ -286,8 +286,9 @@ class Settings(BaseSettings):
     retention_sweep_s: float = Field(
         3600.0,
         gt=0,
-        description="Seconds between retention sweeps in `up` (the first one a minute after "
-        "start); sweeps run while any retention window is set.",
+        description="Seconds between retention sweeps (`newsstream retention run`, which `up` "
+        "starts when a window is set, globally or for a feed); the first sweep runs a minute "
+        "after start.",
     )
 
     # --- API ---------------------------------------------------------------------------------
