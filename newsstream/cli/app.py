@@ -18,6 +18,7 @@ from newsstream.cli import (
     bench,
     dedup_eval,
     feeds,
+    model,
     ops,
     retention,
     search,
@@ -43,6 +44,7 @@ GROUPS: tuple[ModuleType, ...] = (
     trends,
     ops,
     retention,
+    model,
 )
 
 #: Packages the container image leaves out (see .dockerignore): the commands that need them say

@@ -8,6 +8,7 @@ fingerprints adopts the model its rows name and refuses any other.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -15,16 +16,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from core.errors import ConfigurationError
 from embedding.fingerprint import ModelFingerprint
+from newsstream.cli.app import app
 from search_api.backend import Backend
 from store.client import connect
 from store.fingerprint import PROPERTY, recorded_fingerprint
 from store.schema import ensure_collection
 from store.writer import ArticleWriter
 
-from worker_procs import start_worker, stored_row
+from worker_procs import settings_env, start_worker, stored_row
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +153,33 @@ def test_a_worker_process_refuses_to_start_with_exit_code_2(
     described = client.describe_collection(settings.milvus_collection)["properties"]
     assert PROPERTY in described  # still the fingerprint it was built with
     assert recorded_fingerprint(client, settings.milvus_collection) == built_by.to_json()
+
+
+def test_the_model_command_shows_the_recorded_fingerprint(make_settings: Any) -> None:
+    settings = make_settings()
+    runner = CliRunner()
+    before = runner.invoke(app, ["model"], env=settings_env(settings))
+    assert before.exit_code == 0, before.output
+    assert "does not exist yet" in before.output
+    ArticleWriter.open(connect(settings.milvus_uri), settings, DIM, SMALL)
+    shown = runner.invoke(app, ["model", "--json"], env=settings_env(settings))
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["recorded"] == SMALL.to_json()
+    table = runner.invoke(app, ["model"], env=settings_env(settings))
+    assert SMALL.weights_sha256 in table.output and "tiny-model" in table.output
+
+
+def test_the_model_check_refuses_the_configured_model_of_another_collection(
+    make_settings: Any, embedder: Any
+) -> None:
+    settings = make_settings()
+    mine: ModelFingerprint = embedder.fingerprint
+    ArticleWriter.open(connect(settings.milvus_uri), settings, DIM, SMALL)
+    refused = CliRunner().invoke(app, ["model", "--check"], env=settings_env(settings))
+    assert refused.exit_code == 2, refused.output
+    assert "refused" in refused.output and mine.weights_sha256[:12] in refused.output
+    own = make_settings(milvus_collection=settings.milvus_collection + "b")
+    ArticleWriter.open(connect(own.milvus_uri), own, mine.dimension, mine)
+    accepted = CliRunner().invoke(app, ["model", "--check", "--json"], env=settings_env(own))
+    assert accepted.exit_code == 0, accepted.output
+    assert json.loads(accepted.output)["accepted"] is True
