@@ -7,7 +7,10 @@ embedding space and still different events. So an article joins a story only whe
 1. it is compared with the story's **representative** (its first article, the "seed"), never
    with any other member: membership cannot chain from a to b to c and drift into a topic;
 2. the seed's event time (published, else ingested) is within ``window_s`` of the article's:
-   an event is news for hours to a few days, not for the whole dedup window;
+   an event is news for hours to a few days, not for the whole dedup window; and a join below
+   the strong cosine bar needs the two within ``weak_window_s`` (a news cycle): a follow-up a
+   day later repeats the first report's background, names and numbers and stays close to it,
+   yet reports a later development (the reactions to a deal, a trial's second day);
 3. two signals agree: the dense cosine of the two embeddings, and the words they share.
    Either the cosine is very high ("strong") and at least one **key term** is shared
    (:func:`story_terms`: the title's content words plus the names and numbers of the lead), or
@@ -176,6 +179,9 @@ class StoryRule:
     short_words: int = 150
     #: Longest time between a story's first article and a new one (seconds).
     window_s: float = 48 * 3600.0
+    #: Longest time between a story's first article and a new one joining below the strong
+    #: cosine bar (seconds): one news cycle.
+    weak_window_s: float = 12 * 3600.0
     #: Names or numbers two reports must share (when both have some: a text without letter
     #: case, or without any name, relies on the key terms alone).
     min_names: int = 1
@@ -184,9 +190,13 @@ class StoryRule:
         """The bars for two texts of these lengths."""
         return self.short if min(words_a, words_b) < self.short_words else self.long
 
-    def evidence(self, a: StoryFeatures, b: StoryFeatures) -> tuple[float, int] | None:
-        """``(cosine, shared key terms)`` when ``a`` and ``b`` report one event by their
-        content (names, key terms and cosine; the time window is not looked at), else None."""
+    def evidence(
+        self, a: StoryFeatures, b: StoryFeatures, gap_s: float = 0.0
+    ) -> tuple[float, int] | None:
+        """``(cosine, shared key terms)`` when ``a`` and ``b``, ``gap_s`` seconds apart, report
+        one event by their content (names, key terms and cosine) and, below the strong bar, are
+        within ``weak_window_s``; else None. ``window_s`` is not looked at (:func:`best_story`
+        does)."""
         cosine = float(np.dot(a.vector, b.vector))
         shared = len(a.terms & b.terms)
         bars = self.bars(a.words, b.words)
@@ -196,6 +206,8 @@ class StoryRule:
         # must name the same place, person, day or figure (when both name any).
         unnamed = a.names and b.names and len(a.names & b.names) < self.min_names
         if unnamed and cosine < bars.strong:
+            return None
+        if cosine < bars.strong and gap_s > self.weak_window_s:
             return None
         return cosine, shared
 
@@ -260,9 +272,10 @@ def best_story(
     for seed in seeds:
         if not seed.is_seed or seed.id == article.id:
             continue
-        if abs(seed.event_time - article.event_time) > rule.window_s:
+        gap_s = abs(seed.event_time - article.event_time)
+        if gap_s > rule.window_s:
             continue
-        evidence = rule.evidence(article, seed)
+        evidence = rule.evidence(article, seed, gap_s)
         if evidence is not None and (best is None or evidence[0] > best.cosine):
             best = StoryMatch(seed.story_id, *evidence)
     return best

@@ -119,6 +119,23 @@ def test_a_seed_outside_the_event_window_is_not_a_candidate() -> None:
     assert best_story(rule, within, [seed]) is not None
 
 
+def test_below_the_strong_bar_a_report_joins_only_within_one_news_cycle() -> None:
+    # A follow-up the next day repeats the first report's names and wording (close, not
+    # near-identical): it reports a later development, not the same happening again.
+    rule = StoryRule()
+    title, lead = "Oil tops $50 in New York trading", "Crude rose on Monday in New York."
+    seed = item("a", unit(1, 0, 0), title, lead, at=0.0)
+    close = unit(1, 0.75, 0)  # cosine 0.8: above the short mid bar, below the strong one
+    assert rule.short.mid <= float(np.dot(seed.vector, close)) < rule.short.strong
+    same_cycle = item("b", close, title, lead, at=6 * 3600.0)
+    assert best_story(rule, same_cycle, [seed]) is not None
+    next_day = item("c", close, title, lead, at=1 * DAY)  # within the event window
+    assert best_story(rule, next_day, [seed]) is None
+    # At the strong bar the whole event window applies.
+    retold = item("d", unit(1, 0.05, 0), title, lead, at=1 * DAY)
+    assert best_story(rule, retold, [seed]) is not None
+
+
 def test_the_closest_admitted_seed_wins() -> None:
     rule = StoryRule()
     title, lead = "Capriati out of Australian Open", "Jennifer Capriati withdrew in Melbourne."
