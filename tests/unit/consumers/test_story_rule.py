@@ -6,6 +6,7 @@ import numpy as np
 
 from consumers.story_rule import (
     Bars,
+    SeedPool,
     StoryFeatures,
     StoryRule,
     best_story,
@@ -220,3 +221,31 @@ def test_an_article_without_names_relies_on_its_key_terms() -> None:
     stalemate = item("b", unit(1, 0.1, 0), "Stalemate in pension strike talks", "no deal yet.")
     assert talks.names == frozenset() and stalemate.names == frozenset()
     assert best_story(rule, stalemate, [talks]) is not None
+
+
+def test_a_seed_pool_decides_as_the_rule_does_over_every_seed() -> None:
+    # Random articles and seeds (short and long texts, shared terms or not, in and out of both
+    # windows): the pool drops only seeds no bar could admit, so every decision is the same.
+    rng = np.random.default_rng(3)
+    rule = StoryRule()
+    titles = ["Oil tops $50 in New York", "Capriati out of Australian Open", "Strike in Paris"]
+    base = rng.normal(size=(3, 8))
+
+    def random_item(ident: str) -> StoryFeatures:
+        topic = int(rng.integers(3))
+        vector = base[topic] + rng.normal(scale=float(rng.choice([0.05, 0.3, 1.0])), size=8)
+        words = int(rng.choice([20, 400]))
+        at = float(rng.uniform(0, 3 * DAY))
+        return item(ident, unit(*vector), titles[topic], "On Monday.", at=at, words=words)
+
+    seeds = [random_item(f"s{n}") for n in range(300)]
+    pool = SeedPool(rule, seeds)
+    articles = [random_item(f"a{n}") for n in range(300)]
+    kept = [len(pool.near(article)) for article in articles]
+    assert sum(kept) < len(seeds) * len(articles) / 2, "the pool drops the far seeds"
+    joined = 0
+    for article in articles:
+        expected = best_story(rule, article, seeds)
+        assert best_story(rule, article, pool.near(article)) == expected
+        joined += expected is not None
+    assert joined > 20, "the comparison covers articles that join a story"
