@@ -9,10 +9,11 @@ terms) with thresholds for the text's length. An article already stored keeps it
 is published again (so an admin's split sticks, and a seed never leaves its own story).
 
 Candidate stories come from three places: Milvus (one batched search per batch for the nearest
-rows in the event window; their stories' seeds are then read by id, one ``get`` per batch, and
-kept in a bounded cache), the seeds this worker created in the last ``recent_s`` seconds (kept in
-memory, because a Bounded read may not see them yet), and the seeds created earlier in the same
-batch.
+rows in the event window; their stories' seeds are then read by id, in the one ``get`` per batch
+that also finds the batch's articles already stored, and kept in a bounded cache), the seeds
+this worker created in the last ``recent_s`` seconds (kept in memory, because a Bounded read
+may not see them yet), and the seeds created earlier in the same batch. Each article is compared by the rule only with the seeds within its lowest cosine bar
+(:class:`consumers.story_rule.SeedPool`: one matrix product per article, same decisions).
 
 The Milvus reads use the configured consistency (Bounded by default), not Strong: a Strong read
 waits for the server's next time tick (200 ms on the 2.3 server) on every batch, which bounded
@@ -38,7 +39,7 @@ from pymilvus import MilvusClient
 
 from consumers.item import Batch
 from consumers.retry import retry_transient
-from consumers.story_rule import StoryFeatures, StoryRule, best_story
+from consumers.story_rule import SeedPool, StoryFeatures, StoryRule, best_story
 from store.row import ArticleRow
 from store.schema import VECTOR_FIELD
 
@@ -110,18 +111,17 @@ class StoryAssigner:
         if not rows:
             return []
         batch = [row_features(row) for row in rows]
-        story_ids, stored = self._nearest_stories(batch)
-        seeds = self._seeds(story_ids, stored)
+        stored, seeds = self._read(batch, self._nearest_stories(batch))
         assigned: list[ArticleRow] = []
         with self._lock:
-            recent = self._recent_seeds()
+            pool = SeedPool(self.rule, [*seeds, *self._recent_seeds()])
             created: list[StoryFeatures] = []
             for row, article in zip(rows, batch, strict=True):
                 kept = stored.get(article.id)
                 if kept:  # published again: the stored story stands
                     assigned.append(replace(row, story_id=kept))
                     continue
-                match = best_story(self.rule, article, [*seeds, *recent, *created])
+                match = best_story(self.rule, article, [*pool.near(article), *created])
                 assigned.append(replace(row, story_id=match.story_id if match else article.id))
                 if match is None:
                     created.append(article)
@@ -131,12 +131,11 @@ class StoryAssigner:
                 self._remember(seed)
         return assigned
 
-    def _nearest_stories(self, batch: list[StoryFeatures]) -> tuple[set[str], dict[str, str]]:
+    def _nearest_stories(self, batch: list[StoryFeatures]) -> set[str]:
         """The stories of the stored rows nearest to the batch's articles within the event
-        window, and the stored story of batch articles that are already in Milvus."""
+        window."""
         times = [a.event_time for a in batch]
         low, high = int(min(times) - self.rule.window_s), int(max(times) + self.rule.window_s)
-        ids = [a.id for a in batch]
         expr = (
             f"((published_at > 0 and published_at >= {low} and published_at <= {high}) or "
             f"(published_at == 0 and ingested_at >= {low} and ingested_at <= {high}))"
@@ -155,36 +154,43 @@ class StoryAssigner:
         for hits in found:
             for hit in hits:
                 story_ids.add(str(hit["entity"].get("story_id") or hit["id"]))
-        existing = self._client.get(
-            self._collection,
-            ids=ids,
-            output_fields=["story_id"],
-            consistency_level=self._consistency,
-        )
-        stored = {str(r["id"]): str(r.get("story_id") or "") for r in existing}
-        return story_ids, {k: v for k, v in stored.items() if v}
+        return story_ids
 
-    def _seeds(self, story_ids: set[str], stored: dict[str, str]) -> list[StoryFeatures]:
-        """The representatives of ``story_ids``: from the cache, the rest read by id."""
+    def _read(
+        self, batch: list[StoryFeatures], story_ids: set[str]
+    ) -> tuple[dict[str, str], list[StoryFeatures]]:
+        """The stored story of the batch's articles already in Milvus, and the representatives
+        of ``story_ids``: from the cache, the rest read by id in the same ``get`` as the
+        stored stories (one read per batch: the articles' ids rarely exist, and a row that does
+        not exist costs nothing to ask for)."""
         with self._lock:
             seeds = [self._cache[s] for s in story_ids if s in self._cache]
             for seed in seeds:
                 self._cache.move_to_end(seed.id)
-        missing = [s for s in story_ids if s not in {seed.id for seed in seeds}]
-        if missing:
-            rows = self._client.get(
-                self._collection,
-                ids=missing,
-                output_fields=_SEED_FIELDS,
-                consistency_level=self._consistency,
-            )
-            fetched = [features(dict(r)) for r in rows]
-            fetched = [f for f in fetched if f.is_seed]
-            with self._lock:
-                for seed in fetched:
-                    self._remember(seed)
-            seeds.extend(fetched)
-        return seeds
+        cached = {seed.id for seed in seeds}
+        missing = {s for s in story_ids if s not in cached}
+        ids = [a.id for a in batch]
+        rows = self._client.get(
+            self._collection,
+            ids=list(dict.fromkeys([*ids, *missing])),
+            output_fields=_SEED_FIELDS if missing else ["story_id"],
+            consistency_level=self._consistency,
+        )
+        stored: dict[str, str] = {}
+        batch_ids = set(ids)
+        fetched: list[StoryFeatures] = []
+        for row in rows:
+            row_id = str(row["id"])
+            if row_id in batch_ids and row.get("story_id"):
+                stored[row_id] = str(row["story_id"])
+            if row_id in missing:
+                seed = features(dict(row))
+                if seed.is_seed:
+                    fetched.append(seed)
+        with self._lock:
+            for seed in fetched:
+                self._remember(seed)
+        return stored, [*seeds, *fetched]
 
     def _recent_seeds(self) -> list[StoryFeatures]:
         cutoff = time.monotonic() - self._recent_s

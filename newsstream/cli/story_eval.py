@@ -98,7 +98,8 @@ def print_eval(results: dict[str, Any], console: Console) -> None:
         f"Story rule: long texts {_bars(rule['long'])}; below {rule['short_words']} words "
         f"{_bars(rule['short'])}; below the strong bar {rule['min_names']} shared name(s) or "
         "number(s) when both have some; "
-        f"window {rule['window_s'] / 3600:g} h."
+        f"window {rule['window_s'] / 3600:g} h, {rule['weak_window_s'] / 3600:g} h below the "
+        "strong bar."
     )
     pairs = results["pairs"]
     first = next(iter(pairs.values()))

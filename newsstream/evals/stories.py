@@ -81,6 +81,9 @@ COPY_JACCARD = 0.5
 PAIR_NEIGHBOURS = 10
 MID_SWEEP = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 STRONG_SWEEP = (0.8, 0.85, 0.9, 0.95)
+#: Hours of the weak bar's window (the texts tell days apart, not hours: every value under 24
+#: gives the same figures).
+WEAK_WINDOW_SWEEP_H = (12.0, 24.0, 48.0)
 SHUFFLE_SEED = 7
 #: Goals stated for users: precision at recall on rewrites, and false links on short items.
 GOAL_PRECISION = 0.95
@@ -106,8 +109,8 @@ def item_text(doc: BbcDoc, kind: TextKind) -> str:
 
 
 def no_window(rule: StoryRule) -> StoryRule:
-    """``rule`` with every article in one event window."""
-    return replace(rule, window_s=math.inf)
+    """``rule`` with every article in one event window (and in the weak bar's window)."""
+    return replace(rule, window_s=math.inf, weak_window_s=math.inf)
 
 
 def with_bars(
@@ -171,18 +174,23 @@ def pair_scores(
 ) -> dict[str, Any]:
     """Precision (labelled and strict) and recall of the pairs the rule flags; ``events`` are
     the rewrites read and judged one event (``recall_events``). With ``gaps`` (days between
-    the two articles of a pair, as their texts tell) a pair further apart than the rule's
-    window is never flagged, as the worker would never compare them; without, the window is
-    not applied (the corpus has no dates)."""
+    the two articles of a pair, as their texts tell; unknown: none) the rule's windows apply to
+    that time apart: a pair further apart than the window is never flagged, as the worker would
+    never compare them, and the weak bar's window applies; without, no window is applied (the
+    corpus has no dates)."""
     window_days = rule.window_s / 86_400
-    rule = no_window(rule)
+    undated = no_window(rule)
     verdicts: Counter[str] = Counter()
     found: set[tuple[str, str]] = set()
     for i, j in candidates:
         a, b = items[i], items[j]
-        if gaps is not None and gaps.get(pair_key(a.id, b.id), 0.0) > window_days:
-            continue
-        if not admits(rule, a, b):
+        if gaps is None:
+            joined = admits(undated, a, b)
+        else:
+            days = gaps.get(pair_key(a.id, b.id), 0.0)
+            later = replace(b, event_time=a.event_time + days * 86_400)
+            joined = days <= window_days and admits(rule, a, later)
+        if not joined:
             continue
         verdicts[labels.judge(a.id, b.id)] += 1
         found.add(pair_key(a.id, b.id))
@@ -227,18 +235,19 @@ def pair_report(
     keys = {pair_key(items[i].id, items[j].id) for i, j in candidates}
     chosen: Bars = getattr(rule, bars)
     curve = []
-    for name, values in (("mid", MID_SWEEP), ("strong", STRONG_SWEEP)):
+    sweeps = (("mid", MID_SWEEP), ("strong", STRONG_SWEEP), ("weak_h", WEAK_WINDOW_SWEEP_H))
+    for name, values in sweeps:
         for value in values:
-            varied = (
-                with_bars(rule, bars, mid=value)
-                if name == "mid"
-                else with_bars(rule, bars, strong=value)
-            )
+            if name == "weak_h":
+                varied = replace(rule, weak_window_s=value * 3600)
+                chosen_value = rule.weak_window_s / 3600
+            else:
+                varied = with_bars(rule, bars, **{name: value})
+                chosen_value = getattr(chosen, name)
             scores = pair_scores(items, labels, positives, copies, candidates, varied, events)
             windowed = pair_scores(
                 items, labels, positives, copies, candidates, varied, events, gaps or {}
             )
-            chosen_value = getattr(chosen, name)
             curve.append(
                 {"param": name, "value": value, "chosen": math.isclose(value, chosen_value)}
                 | scores

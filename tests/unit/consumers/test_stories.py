@@ -147,3 +147,16 @@ def test_seeds_read_from_milvus_are_cached(milvus: FakeMilvus) -> None:
     stories.assign([row("b", unit(1, 0.02, 0))])
     again = [c for k, c in milvus.calls if k == "get" and VECTOR_FIELD in c["output_fields"]]
     assert len(seed_reads) == 1 and len(again) == 1
+
+
+def test_one_read_gives_the_stored_stories_and_the_seeds_not_cached(milvus: FakeMilvus) -> None:
+    # One batch: an article published again (its story stands) and a new article whose
+    # candidate seed this worker never saw. Both answers come from a single get after the search.
+    milvus.visible = [
+        stored("seed", unit(1, 0.1, 0)),
+        stored("moved", unit(0, 0, 1), OTHER, story_id="other"),
+    ]
+    rows = [row("moved", unit(0, 0, 1), OTHER), row("new", unit(1, 0, 0))]
+    assigned = assigner(milvus).assign(rows)
+    assert [r.story_id for r in assigned] == ["other", "seed"]
+    assert [kind for kind, _ in milvus.calls] == ["search", "get"]

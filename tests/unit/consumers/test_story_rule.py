@@ -6,6 +6,7 @@ import numpy as np
 
 from consumers.story_rule import (
     Bars,
+    SeedPool,
     StoryFeatures,
     StoryRule,
     best_story,
@@ -119,6 +120,23 @@ def test_a_seed_outside_the_event_window_is_not_a_candidate() -> None:
     assert best_story(rule, within, [seed]) is not None
 
 
+def test_below_the_strong_bar_a_report_joins_only_within_one_news_cycle() -> None:
+    # A follow-up the next day repeats the first report's names and wording (close, not
+    # near-identical): it reports a later development, not the same happening again.
+    rule = StoryRule()
+    title, lead = "Oil tops $50 in New York trading", "Crude rose on Monday in New York."
+    seed = item("a", unit(1, 0, 0), title, lead, at=0.0)
+    close = unit(1, 0.75, 0)  # cosine 0.8: above the short mid bar, below the strong one
+    assert rule.short.mid <= float(np.dot(seed.vector, close)) < rule.short.strong
+    same_cycle = item("b", close, title, lead, at=6 * 3600.0)
+    assert best_story(rule, same_cycle, [seed]) is not None
+    next_day = item("c", close, title, lead, at=1 * DAY)  # within the event window
+    assert best_story(rule, next_day, [seed]) is None
+    # At the strong bar the whole event window applies.
+    retold = item("d", unit(1, 0.05, 0), title, lead, at=1 * DAY)
+    assert best_story(rule, retold, [seed]) is not None
+
+
 def test_the_closest_admitted_seed_wins() -> None:
     rule = StoryRule()
     title, lead = "Capriati out of Australian Open", "Jennifer Capriati withdrew in Melbourne."
@@ -203,3 +221,31 @@ def test_an_article_without_names_relies_on_its_key_terms() -> None:
     stalemate = item("b", unit(1, 0.1, 0), "Stalemate in pension strike talks", "no deal yet.")
     assert talks.names == frozenset() and stalemate.names == frozenset()
     assert best_story(rule, stalemate, [talks]) is not None
+
+
+def test_a_seed_pool_decides_as_the_rule_does_over_every_seed() -> None:
+    # Random articles and seeds (short and long texts, shared terms or not, in and out of both
+    # windows): the pool drops only seeds no bar could admit, so every decision is the same.
+    rng = np.random.default_rng(3)
+    rule = StoryRule()
+    titles = ["Oil tops $50 in New York", "Capriati out of Australian Open", "Strike in Paris"]
+    base = rng.normal(size=(3, 8))
+
+    def random_item(ident: str) -> StoryFeatures:
+        topic = int(rng.integers(3))
+        vector = base[topic] + rng.normal(scale=float(rng.choice([0.05, 0.3, 1.0])), size=8)
+        words = int(rng.choice([20, 400]))
+        at = float(rng.uniform(0, 3 * DAY))
+        return item(ident, unit(*vector), titles[topic], "On Monday.", at=at, words=words)
+
+    seeds = [random_item(f"s{n}") for n in range(300)]
+    pool = SeedPool(rule, seeds)
+    articles = [random_item(f"a{n}") for n in range(300)]
+    kept = [len(pool.near(article)) for article in articles]
+    assert sum(kept) < len(seeds) * len(articles) / 2, "the pool drops the far seeds"
+    joined = 0
+    for article in articles:
+        expected = best_story(rule, article, seeds)
+        assert best_story(rule, article, pool.near(article)) == expected
+        joined += expected is not None
+    assert joined > 20, "the comparison covers articles that join a story"

@@ -210,3 +210,24 @@ def test_a_pair_its_texts_place_beyond_the_window_is_never_flagged(tmp_path: Pat
     )
     assert plain["wrong"] == 1 and windowed["wrong"] == 0
     assert windowed["recall_events"] == 1.0
+
+
+def test_the_stated_gap_applies_the_weak_bars_window(tmp_path: Path) -> None:
+    # Two reports a day apart at a cosine between the short bars: flagged when the corpus is
+    # undated, not once the texts' stated gap is applied (below the strong bar, one news cycle).
+    judgements = tmp_path / "judged.csv"
+    judgements.write_text(
+        "doc_a,doc_b,same_event,reason,days_apart,days_evidence\n"
+        "a,b,no,a later development,1,the next day\n",
+        encoding="utf-8",
+    )
+    docs = [doc(x, "politics") for x in "ab"]
+    labels = Labels.of(docs, [SilverPair("a", "b", 0.3, exact=False)], load_judgements(judgements))
+    feats = items(["a", "b"], [unit(1, 0), unit(1, 0.75)])  # cosine 0.8
+    rule = StoryRule()
+    assert rule.short.mid <= float(feats[0].vector @ feats[1].vector) < rule.short.strong
+    plain = pair_scores(feats, labels, {("a", "b")}, set(), [(0, 1)], rule)
+    windowed = pair_scores(
+        feats, labels, {("a", "b")}, set(), [(0, 1)], rule, None, load_gaps(judgements)
+    )
+    assert plain["wrong"] == 1 and windowed["flagged"] == 0
