@@ -36,6 +36,7 @@ from core.article import Article
 from core.ids import article_id
 from core.kafka import ensure_topics, group_lag
 from core.settings import Settings
+from embedding.embedder import choose_backend
 from newsstream.bench.svg_chart import Panel, Series, line_chart
 from newsstream.ops.retention import RecentTombstones, sweep
 from newsstream.stack.launchers import (
@@ -179,6 +180,7 @@ def run_retention_soak(
 ) -> dict[str, Any]:
     """Run the soak (see the module docstring); returns its figures, one row per day."""
     console = console or Console()
+    backend = choose_backend(settings)  # what `auto` means on this machine, for the record
     schedule = soak_days(bbc_texts(data_dir), days, per_day, int(time.time()) - 60)
     kafka_port = free_port()
     broker = subprocess.Popen(
@@ -224,7 +226,7 @@ def run_retention_soak(
         recent = RecentTombstones(ttl_s=3600)
         console.print(
             f"soak: {days} days x {per_day} articles, retention {retention_days} days, "
-            f"Milvus {settings.local_milvus}, embedding backend {settings.embedding_backend}"
+            f"Milvus {settings.local_milvus}, embedding backend {backend}"
         )
         started = time.monotonic()
         try:
@@ -274,7 +276,7 @@ def run_retention_soak(
         "per_day": per_day,
         "retention_days": retention_days,
         "store": settings.local_milvus,
-        "embedding_backend": settings.embedding_backend,
+        "embedding_backend": backend,
         "expected_full_window_rows": retention_days * per_day,
         "per_day_rows": rows,
         "summary": soak_summary(rows, retention_days),
@@ -305,7 +307,7 @@ def soak_chart(result: dict[str, Any]) -> str:
     days = [r["day"] for r in rows]
     return line_chart(
         f"Retention soak: {result['retention_days']}-day window, {result['per_day']} "
-        f"articles a day, {result['days']} simulated days",
+        f"articles a day, {result['days']} simulated days ({result['embedding_backend']})",
         "simulated day",
         days,
         [

@@ -45,7 +45,13 @@ def test_the_summary_and_chart_cover_the_days_after_the_window_filled() -> None:
     assert (summary["rows_min"], summary["rows_max"]) == (30, 30)
     assert summary["worker_rss_mb_first_full_day"] == 504.0
     assert summary["worker_rss_mb_last_day"] == 506.0
-    result = {"days": 6, "per_day": 10, "retention_days": 3, "per_day_rows": rows}
+    result = {
+        "days": 6,
+        "per_day": 10,
+        "retention_days": 3,
+        "embedding_backend": "torch",
+        "per_day_rows": rows,
+    }
     svg = ET.fromstring(soak_chart(result))
     lines = svg.findall("{http://www.w3.org/2000/svg}polyline")
     assert len(lines) == 5
