@@ -65,11 +65,16 @@ def test_a_tombstone_takes_the_article_out_of_every_store(
     # is known.
     settings = make_settings(milvus_uri=store_uri, kafka_partitions=1, worker_batch_time_s=0.5)
     ensure_topics(settings)
-    floods = news_article("https://wire.example/floods", "Floods force thousands", FLOODS, "wire.example")  # fmt: skip
-    copy = news_article("https://daily.example/floods", "Floods force thousands", FLOODS, "daily.example")  # fmt: skip
-    rates = news_article("https://money.example/rates", "Central bank holds rates", RATES, "money.example")  # fmt: skip
-    chess = news_article("https://sport.example/chess", "Teenager takes chess title", CHESS, "sport.example")  # fmt: skip
-    rates_again = news_article("https://other.example/rates", "Rates on hold", RATES, "other.example")  # fmt: skip
+    floods, copy, rates, chess, rates_again = (
+        news_article(url, title, text, url.split("/")[2])
+        for url, title, text in [
+            ("https://wire.example/floods", "Floods force thousands", FLOODS),
+            ("https://daily.example/floods", "Floods force thousands", FLOODS),
+            ("https://money.example/rates", "Central bank holds rates", RATES),
+            ("https://sport.example/chess", "Teenager takes chess title", CHESS),
+            ("https://other.example/rates", "Rates on hold", RATES),
+        ]
+    )
     publisher = Publisher(settings, client_id="test-deletes")
     client = connect(store_uri)
     collection = settings.milvus_collection
