@@ -7,7 +7,11 @@ Guarantees:
 - on stop, services get SIGTERM first (API, worker, producer, then Milvus and the broker),
   and whatever is still alive after ``STOP_GRACE_S`` gets SIGKILL: everything is gone within
   10 s;
-- a child that exits unexpectedly is reported on stderr and restarted after 1, 2, 4 ... 30 s.
+- a child that exits unexpectedly is reported on stderr and restarted after 1, 2, 4 ... 30 s;
+- except a child that exits with :data:`CONFIGURATION_EXIT` (the CLI's code for bad
+  configuration: a model the collection refuses, an invalid setting): restarting cannot help, so
+  :meth:`Supervisor.watch` raises :class:`core.errors.ConfigurationError` naming it, and `up`
+  stops everything and exits with that code.
 """
 
 from __future__ import annotations
@@ -24,11 +28,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from core.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 7.0
 MAX_RESTART_BACKOFF_S = 30.0
+#: The exit code of a command that refused its configuration (``newsstream.cli.common.fail``).
+CONFIGURATION_EXIT = 2
 _PR_SET_PDEATHSIG = 1
 
 
@@ -54,10 +63,11 @@ class Child:
     restarts: int = 0
     next_start_at: float = 0.0
     started_at: float = 0.0
-    _log_file: object | None = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.close_log()  # the previous run's (a restart must not leak a file descriptor)
         handle = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's life
         self._log_file = handle
         self.process = subprocess.Popen(
@@ -69,6 +79,12 @@ class Child:
             preexec_fn=_die_with_parent,
         )
         self.started_at = time.monotonic()
+
+    def close_log(self) -> None:
+        """Close the log file the last start opened, if any."""
+        handle, self._log_file = self._log_file, None
+        if handle is not None:
+            handle.close()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -115,7 +131,10 @@ class Supervisor:
         return self._stop.is_set()
 
     def watch(self, status_every_s: float = 2.0) -> None:
-        """Restart dead children with backoff until :meth:`request_stop`."""
+        """Restart dead children with backoff until :meth:`request_stop`.
+
+        Raises :class:`ConfigurationError` when a child exits with :data:`CONFIGURATION_EXIT`
+        (its own error is already on stderr or in its log)."""
         last_status = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -126,6 +145,11 @@ class Supervisor:
                     continue
                 if child.next_start_at == 0.0:
                     code = child.process.returncode
+                    if code == CONFIGURATION_EXIT:
+                        raise ConfigurationError(
+                            f"{child.name} refused its configuration (exit code {code}; its "
+                            f"error is above, or in {child.log_path}): fix it and start again"
+                        )
                     delay = min(MAX_RESTART_BACKOFF_S, 2.0**child.restarts)
                     print(
                         f"newsstream: {child.name} exited with code {code}; restarting in "
@@ -168,3 +192,4 @@ class Supervisor:
                     child.process.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     child.signal(signal.SIGKILL)
+            child.close_log()

@@ -282,7 +282,10 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         supervisor.on_status = status
         supervisor.watch()
         return 0
-    except (RuntimeError, ConfigurationError) as exc:
+    except ConfigurationError as exc:
+        print(f"newsstream up: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except RuntimeError as exc:
         print(f"newsstream up: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
