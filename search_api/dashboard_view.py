@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-OUTCOMES = ("indexed", "duplicate", "rejected", "dlq")
+from core.metrics import Outcome
+
+OUTCOMES = tuple(o.value for o in Outcome)
 #: Feed rows sent to the page at most (failing feeds first); the counts cover every feed.
 MAX_FEED_ROWS = 40
 MAX_ERROR_CHARS = 200
@@ -30,6 +32,8 @@ class Sample:
     duplicate: int
     rejected: int
     dlq: int
+    deleted: int = 0
+    expired: int = 0
 
 
 def worker_totals(workers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 What goes in: the latest status snapshot of each worker (``core.status.read_status``). What comes
 out: ``{"total": {...}, "workers": [...], "conservation_ok": bool}``, where a worker's counters
-add up when ``consumed == indexed + duplicate + rejected + dlq`` (it can differ by the batch in
+add up when ``consumed`` equals the sum of the outcomes of :class:`core.metrics.Outcome`
+(indexed, duplicate, rejected, dlq, deleted, expired; it can differ by the batch in
 flight at the moment of the snapshot).
 """
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-OUTCOMES = ("indexed", "duplicate", "rejected", "dlq")
+from core.metrics import Outcome
+
+#: Every outcome a consumed message can end in, in the order the API lists them.
+OUTCOMES = tuple(o.value for o in Outcome)
 
 
 def stats_response(workers: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -4,10 +4,10 @@ What goes in: the worker status snapshots of :func:`core.status.read_status` (th
 worker id; cumulative since that worker process started). What comes out: one
 :class:`WorkerCounts` per worker plus a total, as a rich table or JSON.
 
-The conservation check: ``consumed == indexed + duplicate + rejected + dlq``. A stopped worker's
-last snapshot must balance. A running worker's snapshot is up to a few seconds old and may be
-taken while a batch is in flight (consumed, outcome not yet known); that difference is shown as
-"in flight", never hidden.
+The conservation check: ``consumed == indexed + duplicate + rejected + dlq + deleted + expired``.
+A stopped worker's last snapshot must balance. A running worker's snapshot is up to a few seconds
+old and may be taken while a batch is in flight (consumed, outcome not yet known); that
+difference is shown as "in flight", never hidden.
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ class WorkerCounts:
     duplicate: int = 0
     rejected: int = 0
     dlq: int = 0
+    deleted: int = 0
+    expired: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     at: float | None = None
 
     @property
     def outcomes(self) -> int:
         """Messages that reached an outcome."""
-        return self.indexed + self.duplicate + self.rejected + self.dlq
+        return (
+            self.indexed + self.duplicate + self.rejected + self.dlq + self.deleted + self.expired
+        )
 
     @property
     def in_flight(self) -> int:
@@ -54,6 +58,8 @@ class WorkerCounts:
             "duplicate": self.duplicate,
             "rejected": self.rejected,
             "dlq": self.dlq,
+            "deleted": self.deleted,
+            "expired": self.expired,
             "rejected_by_reason": dict(self.rejected_by_reason),
             "at": self.at,
             "balanced": self.balanced,
@@ -79,6 +85,8 @@ def worker_counts(snapshots: dict[str, dict[str, Any]]) -> list[WorkerCounts]:
                 duplicate=_int(snapshot, "duplicate"),
                 rejected=_int(snapshot, "rejected"),
                 dlq=_int(snapshot, "dlq"),
+                deleted=_int(snapshot, "deleted"),
+                expired=_int(snapshot, "expired"),
                 rejected_by_reason={str(k): int(v) for k, v in reasons.items()},
                 at=float(snapshot["at"]) if isinstance(snapshot.get("at"), int | float) else None,
             )
@@ -99,6 +107,8 @@ def total(rows: list[WorkerCounts]) -> WorkerCounts:
         duplicate=sum(r.duplicate for r in rows),
         rejected=sum(r.rejected for r in rows),
         dlq=sum(r.dlq for r in rows),
+        deleted=sum(r.deleted for r in rows),
+        expired=sum(r.expired for r in rows),
         rejected_by_reason=reasons,
         at=max((r.at for r in rows if r.at is not None), default=None),
     )
@@ -123,8 +133,20 @@ def _check(row: WorkerCounts) -> str:
 
 def stats_table(rows: list[WorkerCounts]) -> Table:
     """A rich table: one line per worker, the total last."""
-    table = Table(title="worker outcomes (consumed = indexed + duplicate + rejected + dlq)")
-    for column in ("worker", "consumed", "indexed", "duplicate", "rejected", "dlq"):
+    table = Table(
+        title="worker outcomes (consumed = indexed + duplicate + rejected + dlq + deleted + expired)"
+    )
+    columns = (
+        "worker",
+        "consumed",
+        "indexed",
+        "duplicate",
+        "rejected",
+        "dlq",
+        "deleted",
+        "expired",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "worker" else "right")
     table.add_column("rejected by reason", overflow="fold")
     table.add_column("check")
@@ -138,6 +160,8 @@ def stats_table(rows: list[WorkerCounts]) -> Table:
             str(row.duplicate),
             str(row.rejected),
             str(row.dlq),
+            str(row.deleted),
+            str(row.expired),
             reasons or "-",
             _check(row),
             _when(row.at),

@@ -6,7 +6,7 @@
 const POLL_MS = 2500;
 const FETCH_TIMEOUT_MS = 8000;
 const SVG_NS = "http://www.w3.org/2000/svg";
-const OUTCOME_COLORS = { indexed: "#2f855a", duplicate: "#718096", rejected: "#d69e2e", dlq: "#c53030" };
+const OUTCOME_COLORS = { indexed: "#2f855a", duplicate: "#718096", rejected: "#d69e2e", dlq: "#c53030", deleted: "#4a5568", expired: "#a0aec0" };
 const SECTION_LABELS = { workers: "worker status", lag: "consumer lag", feeds: "feed status",
   trends: "search trends", milvus: "Milvus" };
 
@@ -179,6 +179,7 @@ function renderOutcomes(data) {
   if (reasons.length === 0) rows.push({ label: "rejected", value: t.rejected, color: OUTCOME_COLORS.rejected });
   for (const [reason, n] of reasons) rows.push({ label: "rejected: " + reason, value: n, color: OUTCOME_COLORS.rejected });
   rows.push({ label: "dlq", value: t.dlq, color: OUTCOME_COLORS.dlq });
+  for (const name of ["deleted", "expired"]) if (t[name]) rows.push({ label: name, value: t[name], color: OUTCOME_COLORS[name] });
   barChart(svg, rows, { empty: "no data yet", labelWidth: 130 });
   $("conservation").textContent = t.workers + " worker(s); in flight: " + fmtInt(t.in_flight);
 }

@@ -1,0 +1,49 @@
+"""Every outcome of the worker counts in the conservation check of `/stats`, the dashboard and
+`newsstream stats`: a worker that applied deletes and expiries still balances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.metrics import Outcome
+from newsstream.ops.stats import stats_json, worker_counts
+from search_api.dashboard_view import worker_totals
+from search_api.stats_view import stats_response
+
+#: A stopped worker's last snapshot: 10 consumed, every one in an outcome.
+SNAPSHOT: dict[str, Any] = {
+    "consumed": 10,
+    "indexed": 4,
+    "duplicate": 1,
+    "rejected": 1,
+    "dlq": 1,
+    "deleted": 2,
+    "expired": 1,
+    "rejected_by_reason": {"too_short": 1},
+    "at": 1_700_000_000.0,
+}
+
+
+def test_the_snapshot_covers_every_outcome() -> None:
+    """The fixture above must hold every outcome, or the checks below prove nothing."""
+    assert {o.value for o in Outcome} <= SNAPSHOT.keys()
+    assert sum(SNAPSHOT[o.value] for o in Outcome) == SNAPSHOT["consumed"]
+
+
+def test_stats_route_counts_deletes_and_expiries() -> None:
+    answer = stats_response({"w1": SNAPSHOT})
+    assert answer["conservation_ok"]
+    assert answer["total"]["deleted"] == 2 and answer["total"]["expired"] == 1
+    assert answer["workers"][0]["in_flight"] == 0
+
+
+def test_dashboard_totals_count_deletes_and_expiries() -> None:
+    totals = worker_totals({"w1": SNAPSHOT, "w2": SNAPSHOT})
+    assert totals["in_flight"] == 0
+    assert totals["deleted"] == 4 and totals["expired"] == 2
+
+
+def test_stats_command_counts_deletes_and_expiries() -> None:
+    result = stats_json(worker_counts({"w1": SNAPSHOT}))
+    assert result["total"]["balanced"]
+    assert result["total"]["deleted"] == 2 and result["total"]["expired"] == 1
