@@ -14,6 +14,7 @@
       story                consumers.stories.AssignStories
       upsert               consumers.upsert.Upsert             acknowledged by Milvus
       record dedup state   consumers.record.RecordDedupState   only after the upsert
+      ledger               consumers.ledger.WriteLedger        each id's outcome, acknowledged
     commit, then count     consumers.commit.CommitAndCount     whole, acknowledged batches only
 
 A step has one contract (:class:`Step`): a value in, the same kind of value out (decode alone
@@ -50,6 +51,7 @@ from consumers.delete import DeleteArticles
 from consumers.dlq import DlqBreaker, DlqSink, RouteToDlq
 from consumers.embed import Embed, TextEmbedder
 from consumers.item import Batch, Item
+from consumers.ledger import LedgerSink, WriteLedger
 from consumers.outcomes import IndexReport, OutcomeTally
 from consumers.quality import QualityGate
 from consumers.record import RecordDedupState
@@ -83,8 +85,8 @@ class MessageSteps:
 
 @dataclass(frozen=True)
 class BatchSteps:
-    """The delete step and stages 4-9 on one batch; returns its report once every step
-    acknowledged it."""
+    """The delete step, stages 4-8 and the ledger on one batch; returns its report once every
+    step acknowledged it (the ledger last: its records say what the stores now hold)."""
 
     delete: Step[Batch]
     dedup: Step[Batch]
@@ -93,6 +95,7 @@ class BatchSteps:
     story: Step[Batch]
     upsert: Step[Batch]
     record: Step[Batch]
+    ledger: Step[Batch]
 
     def __call__(self, items: list[Item]) -> IndexReport:
         BATCH_SIZE.observe(len(items))
@@ -105,6 +108,7 @@ class BatchSteps:
             self.story,
             self.upsert,
             self.record,
+            self.ledger,
         )
         for step in steps:
             batch = step(batch)
@@ -123,6 +127,7 @@ def build_steps(
     dedup: Deduplicator,
     stories: StoryClusters,
     dlq: DlqSink,
+    ledger: LedgerSink,
     breaker: DlqBreaker,
     tally: OutcomeTally,
     stop: threading.Event,
@@ -158,6 +163,13 @@ def build_steps(
         story=AssignStories(stories, stop=stop, max_backoff_s=backoff),
         upsert=Upsert(upsert, tally, stop=stop, max_backoff_s=backoff),
         record=RecordDedupState(dedup, stop=stop, max_backoff_s=backoff),
+        ledger=WriteLedger(
+            ledger,
+            worker=tally.worker_id,
+            staleness_bound_ms=settings.milvus_staleness_bound_ms,
+            stop=stop,
+            max_backoff_s=backoff,
+        ),
     )
     return per_message, per_batch
 

@@ -188,7 +188,7 @@ class DedupStage:
             article = item.clean.article
             verdict = self._index.check(article.id, item.clean.text, now)
             if verdict.is_duplicate and verdict.duplicate_of:
-                duplicates.append(item)
+                duplicates.append(replace(item, verdict=verdict))  # the ledger names the kept id
                 if article.url:
                     self._pending.setdefault(verdict.duplicate_of, []).append(
                         {"source": article.source, "url": article.url, "id": article.id}

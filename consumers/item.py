@@ -55,7 +55,7 @@ class Item:
 
     produced_at_ms: int | None
     origin: Origin | None = None
-    article: Article | None = None  # decoded, not yet cleaned
+    article: Article | None = None  # decoded, not yet cleaned; a rejected item keeps it
     clean: CleanArticle | None = None
     reject: RejectReason | None = None
     poison: str | None = None
@@ -96,6 +96,7 @@ class Batch:
     poison: list[tuple[Item, str]] = field(default_factory=list)
     rows: list[ArticleRow] = field(default_factory=list)
     indexed: list[Item] = field(default_factory=list)
+    indexed_at_ms: int | None = None  # when Milvus acknowledged ``rows`` (the upsert step)
 
     @classmethod
     def of(cls, items: list[Item]) -> Batch:

@@ -222,7 +222,9 @@ class QualityGate:
         if reason is None:
             return item
         self._sample(reason, item.clean)
-        return replace(item, clean=None, reject=reason)
+        # The rejected item keeps its decoded article: the ledger files the outcome under its
+        # id, with its url, feed and fetch time.
+        return replace(item, article=item.clean.article, clean=None, reject=reason)
 
     def _sample(self, reason: RejectReason, clean: CleanArticle) -> None:
         if self._rejects is None:

@@ -52,8 +52,9 @@ class Upsert:
             max_backoff_s=self._max_backoff_s,
         )
         STAGE_SECONDS.labels(Stage.UPSERT).observe(time.monotonic() - started)
-        failpoint("after_upsert")
         now_ms = time.time() * 1000
+        batch.indexed_at_ms = int(now_ms)
+        failpoint("after_upsert")
         self._tally.time_to_searchable(
             [
                 max(0.0, (now_ms - item.produced_at_ms) / 1000)

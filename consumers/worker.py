@@ -3,7 +3,8 @@
 What it guarantees (see ``../shared/DESIGN.md``): at-least-once from Kafka to Milvus, made
 effectively-once by the idempotent upsert on id; a tombstone deletes its article from every
 store, idempotently, on the same path; offsets are committed only after Milvus (and, for
-deletes, every store) acknowledged their batch; poison goes to the DLQ (acknowledged before its
+deletes, every store) acknowledged their batch and the broker acknowledged its ledger records
+(each article id's outcome, :mod:`consumers.ledger`); poison goes to the DLQ (acknowledged before its
 offset is committed) and a DLQ flood stops the worker (exit code 3); a lost broker connection (for example a
 broker restart) rebuilds the consumer in-process with backoff; SIGTERM and SIGINT stop
 polling, finish or abandon the in-flight batch, commit what was acknowledged and close.
@@ -30,6 +31,7 @@ from consumers.chain import WorkerChain, build_steps
 from consumers.consumer import ResumeSafeKafkaConsumer
 from consumers.dedup_stage import Deduplicator, DedupStage, build_index, milvus_annotator
 from consumers.dlq import DlqBreaker, DlqFlood, DlqWriter
+from consumers.ledger import LedgerWriter
 from consumers.outcomes import OutcomeTally
 from consumers.retry import Abandoned, retry_transient
 from consumers.stories import StoryAssigner
@@ -154,6 +156,12 @@ def build_worker(
         dedup = DedupStage(index, milvus_annotator(writer))
     tally = OutcomeTally(worker_id or new_instance_id(f"worker-{os.getpid()}"))
     dlq_writer = DlqWriter(settings)
+    ledger_writer: LedgerWriter = retry_transient(
+        lambda: LedgerWriter(settings),
+        dependency="kafka",
+        stop=stop,
+        max_backoff_s=settings.worker_retry_max_backoff_s,
+    )
     per_message, per_batch = build_steps(
         settings,
         embedder=embedder,
@@ -167,6 +175,7 @@ def build_worker(
             consistency=settings.milvus_search_consistency,
         ),
         dlq=dlq_writer,
+        ledger=ledger_writer,
         # One breaker for the worker's life: a flood is judged across batches and assignments.
         breaker=DlqBreaker(),
         tally=tally,
@@ -194,6 +203,7 @@ def build_worker(
     lag = LagReporter(settings, stop)
     closers: list[Callable[[], object]] = [
         dlq_writer.close,
+        ledger_writer.close,
         status.close,
         lag.stop,
         client.close,

@@ -91,7 +91,8 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create the articles, DLQ, search-events, status, story-edits and audit topics if missing
+    """Create the articles, DLQ, search-events, status, story-edits, audit and ledger topics if
+    missing
     (idempotent).
 
     Raises :class:`TransientError` when the broker does not answer within ``timeout_s``.
@@ -105,12 +106,16 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
         settings.kafka_story_edits_topic: 1,
         # One partition: the audit is one append-only sequence, read newest first.
         settings.kafka_audit_topic: 1,
+        # Keyed by article id, partitioned by core.ledger.ledger_partition: never add
+        # partitions to it later (ids would move).
+        settings.kafka_ledger_topic: settings.kafka_partitions,
     }
     # Status and story edits are compacted latest-per-key logs; search events are replayed by
     # the trends app at every start, so two days of them are enough; the audit is kept by time.
     topic_config = {
         settings.kafka_status_topic: {"cleanup.policy": "compact"},
         settings.kafka_story_edits_topic: {"cleanup.policy": "compact"},
+        settings.kafka_ledger_topic: {"cleanup.policy": "compact"},
         settings.kafka_search_events_topic: {"retention.ms": str(2 * 24 * 3600 * 1000)},
         settings.kafka_audit_topic: {
             "cleanup.policy": "delete",

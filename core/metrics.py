@@ -63,6 +63,7 @@ class Stage(StrEnum):
     EMBED = "embed"
     UPSERT = "upsert"
     RECORD = "record"
+    LEDGER = "ledger"
     COMMIT = "commit"
 
 

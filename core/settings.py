@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         "news.audit",
         description="Append-only topic of admin actions that change data (who, what, when, why).",
     )
+    kafka_ledger_topic: str = Field(
+        "news.ledger",
+        description=(
+            "Compacted topic of each article id's latest outcome (indexed, duplicate, rejected, "
+            "dead_lettered, deleted, expired) and its times; read by explain and reconcile."
+        ),
+    )
     audit_retention_days: int = Field(
         365, ge=1, le=36_500, description="Days the audit topic keeps a record (time retention)."
     )
@@ -118,6 +125,15 @@ class Settings(BaseSettings):
             "the server's graceful time ago (0.5 s on the local server) without waiting; "
             "`Strong` waits until every acknowledged write is visible. The worker's story "
             "search reads at this level too (its own last 30 s of stories it keeps in memory)."
+        ),
+    )
+    milvus_staleness_bound_ms: int = Field(
+        5_000,
+        ge=0,
+        description=(
+            "The Milvus server's staleness bound for Bounded reads (its common.gracefulTime: "
+            "5000 by default, 500 on the local server): the ledger's visible-by time is the "
+            "indexed time plus this, a bound rather than an observation."
         ),
     )
     milvus_search_ef: int = Field(

@@ -224,6 +224,7 @@ def make_settings(
             "kafka_topic": f"{unique_name}.articles",
             "kafka_dlq_topic": f"{unique_name}.dlq",
             "kafka_search_events_topic": f"{unique_name}.search",
+            "kafka_ledger_topic": f"{unique_name}.ledger",
             "kafka_group_id": f"{unique_name}-workers",
             "kafka_partitions": 3,
             "kafka_max_poll_interval_ms": 10_000,

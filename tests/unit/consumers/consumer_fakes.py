@@ -19,6 +19,7 @@ from consumers.item import Origin
 from core.article import DELETE_REASON_HEADER, Article
 from core.errors import TransientError
 from core.ids import article_id
+from core.ledger import LedgerRecord
 from store.row import ArticleRow
 
 DIM = 8
@@ -222,6 +223,28 @@ class FakeDlq:
             raise TransientError("DLQ broker is away")
         self.sent.extend(items)
         self.events.add("dlq", [origin.offset for origin, _ in items])
+
+
+class FakeLedger:
+    """The ledger sink: records what it acknowledged; while ``away`` it raises a transient
+    error."""
+
+    def __init__(self, events: Events | None = None) -> None:
+        self.events = events or Events()
+        self.records: list[LedgerRecord] = []
+        self.away = False
+        self.attempts = 0
+
+    def send(self, records: list[LedgerRecord]) -> None:
+        self.attempts += 1
+        if self.away:
+            raise TransientError("ledger broker is away")
+        self.records.extend(records)
+        self.events.add("ledger", [record.article_id for record in records])
+
+    def latest(self) -> dict[str, LedgerRecord]:
+        """The last acknowledged record of each id (what compaction keeps)."""
+        return {record.article_id: record for record in self.records}
 
 
 class OwnStories:

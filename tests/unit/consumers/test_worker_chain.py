@@ -22,6 +22,7 @@ from consumer_fakes import (
     Events,
     FakeDlq,
     FakeEmbedder,
+    FakeLedger,
     FakeMilvus,
     OwnStories,
     RecordingDedup,
@@ -70,6 +71,7 @@ class Rig:
     chain: WorkerChain
     milvus: FakeMilvus
     dlq: FakeDlq
+    ledger: FakeLedger
     tally: OutcomeTally
     events: Events
 
@@ -115,6 +117,7 @@ def rig() -> Iterator[Rig]:
         rejects_per_reason=0,
     )
     milvus, dlq, tally = FakeMilvus(events), FakeDlq(events), OutcomeTally("w")
+    ledger = FakeLedger(events)
     params = index_params(settings)
     per_message, per_batch = build_steps(
         settings,
@@ -124,6 +127,7 @@ def rig() -> Iterator[Rig]:
         dedup=RecordingDedup(DedupStage(DedupIndex(MemoryBackend(params), params)), events),
         stories=OwnStories(),
         dlq=dlq,
+        ledger=ledger,
         breaker=DlqBreaker(),
         tally=tally,
         stop=stop,
@@ -139,7 +143,7 @@ def rig() -> Iterator[Rig]:
     consumer = broker.get_consumer("workers")
     assert isinstance(consumer, LocalConsumer)
     processor = StreamProcessor(consumer, TOPIC, chain, ONCE_PER_SECOND)
-    yield Rig(broker, consumer, processor, chain, milvus, dlq, tally, events)
+    yield Rig(broker, consumer, processor, chain, milvus, dlq, ledger, tally, events)
     # Release whatever still waits on a dependency, then close like a stopping worker.
     stop.set()
     milvus.hold.set()
