@@ -149,6 +149,11 @@ SEARCH_REQUESTS = Counter(
     ["mode", "status"],
 )
 
+API_RATE_LIMIT_FALLBACKS = Counter(
+    "newsstream_api_rate_limit_fallbacks_total",
+    "Rate-limit checks one API replica answered on its own because the shared Redis failed.",
+)
+
 #: Partition labels are numbers; cap them so a huge topic cannot explode the series count.
 MAX_PARTITION_LABELS = 1024
 

@@ -326,6 +326,14 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = Field(
         600, ge=0, description="Requests per minute per key or client address; 0 = no limit."
     )
+    api_rate_limit_redis_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Redis URL (redis://host:port/db) where every API replica counts the rate limits, "
+            "so the limit holds across replicas; unset = each API process counts its own. "
+            "While Redis is unreachable each replica falls back to its own count."
+        ),
+    )
     api_cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty = CORS off."
     )

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import TransientError
 from core.settings import Settings
@@ -41,10 +42,10 @@ from search_api.docs import offline_docs_app
 from search_api.errors import ErrorResponse, error_response, install_error_handlers
 from search_api.events import SearchEvents
 from search_api.health_routes import attach_health
+from search_api.rate_limits import rate_limiter
 from search_api.search_routes import attach_search
 from search_api.security import (
     KeyRing,
-    RateLimiter,
     Role,
     caller_identity,
     is_open_path,
@@ -104,7 +105,7 @@ def create_app(
     attach_dashboard(app, settings)
     events = SearchEvents(settings)
     keys = KeyRing(settings)
-    limiter = RateLimiter(settings.api_rate_limit_per_minute)
+    limiter = rate_limiter(settings)
     if settings.api_cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -138,7 +139,8 @@ def create_app(
                 if key and keys.enabled
                 else f"ip:{request.client.host if request.client else '?'}"
             )
-            wait = limiter.check(caller)
+            # In the thread pool: with Redis configured a check is a network round trip.
+            wait = await run_in_threadpool(limiter.check, caller)
             if wait > 0:
                 return error_response(
                     429,

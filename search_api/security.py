@@ -14,8 +14,9 @@
   ``::1``, ``localhost``); :func:`require_keys_beyond_loopback` refuses any other bind address.
 - Rate limits: a token bucket per key, or per client address without one
   (``api_rate_limit_per_minute``, burst of the same size); over the limit the answer is 429 with
-  ``Retry-After``. Buckets live in the process (one API replica = one budget); the table is
-  bounded and idle callers are forgotten.
+  ``Retry-After``. :class:`RateLimiter` keeps the buckets in the process (one API replica = one
+  budget; the table is bounded and idle callers are forgotten); :mod:`search_api.rate_limits`
+  chooses it or the limits shared by every replica through Redis.
 """
 
 from __future__ import annotations
