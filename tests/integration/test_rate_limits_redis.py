@@ -8,7 +8,9 @@ request passes, 429 when it is limited), so the only server these tests use is R
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -150,3 +152,20 @@ def test_redis_stopped_mid_run_each_replica_falls_back_to_its_own_limit(
             break
         time.sleep(0.05)
     assert shared_again, "the replica never counted in Redis again after it came back"
+
+
+def test_a_paused_redis_is_an_outage_not_a_hung_request(
+    own_redis: LocalServer, api_key: str
+) -> None:
+    assert own_redis.process is not None
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    replica = _replicas(url, api_key, count=1)[0]
+    assert replica.get(PROBE).status_code == 404  # counted in Redis
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        # the client's read timeout turns the silence into the fallback: the replica's own
+        # bucket (LIMIT a minute, full) answers, then limits
+        statuses = _statuses([replica], LIMIT + 1)
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert statuses == [404] * LIMIT + [429], statuses
