@@ -102,6 +102,13 @@ def test_newsstream_services_address_the_compose_services(
         redis_url = settings.dedup_redis_url.get_secret_value()
         host = urlsplit(redis_url).hostname
         assert host in svcs and image(svcs[host]).startswith("redis"), redis_url
+    for name, svc in newsstream_services("serve").items():
+        settings = service_settings(svc, monkeypatch)
+        # Without it each API replica counts its own rate limits (N replicas, N times the limit).
+        assert settings.api_rate_limit_redis_url, f"{name}: rate limits not shared in Redis"
+        redis_url = settings.api_rate_limit_redis_url.get_secret_value()
+        host = urlsplit(redis_url).hostname
+        assert host in svcs and image(svcs[host]).startswith("redis"), redis_url
 
 
 def test_every_service_has_a_health_check_and_state_lives_in_named_volumes() -> None:
