@@ -61,6 +61,26 @@ def bench_embed(
     )
 
 
+@bench_app.command("embed-memory")
+def bench_embed_memory(
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Backends to measure (repeat); default all three.")
+    ] = None,
+    passes: Annotated[int, typer.Option(min=1, help="Passes over the same texts.")] = 3,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """RSS of a process per pass over 1,800 texts of varied length, per embedding backend."""
+    from embedding.embedder import BACKENDS
+    from newsstream.bench.embed_memory import run_embed_memory_bench
+
+    settings_or_exit()  # invalid settings fail here with the usual message, not in a child
+    path = out or RESULTS / "embed-memory.json"
+    run_embed_memory_bench(
+        path, backends=backend or list(BACKENDS), passes=passes, data_dir=data, console=console
+    )
+
+
 @bench_app.command("dedup")
 def bench_dedup(
     n: Annotated[int, typer.Option(min=100, help="Articles to index.")] = 100_000,
