@@ -244,7 +244,9 @@ def _graph_backend(backend: str, settings: Settings, path: str, threads: int) ->
     else:
         from embedding.openvino_backend import ensure_openvino_int8, openvino_runner
 
-        runner = openvino_runner(ensure_openvino_int8(cache_root, spec), threads)
+        runner = openvino_runner(
+            ensure_openvino_int8(cache_root, spec), threads, spec.max_seq_length
+        )
         # Static quantization: scales are constants of the model, rows stay independent.
         rows_per_run = settings.embedding_batch_size
     if settings.embedding_max_tokens:
