@@ -24,24 +24,12 @@ from store.client import connect
 from store.keyword_index import KeywordIndex, keyword_index_path
 from store.schema import collection_has_bm25, ensure_collection
 
+from news_texts import CHESS, FLOODS, RATES
 from probes import milvus_count, wait_for_lag_zero, wait_until
 from running import running_worker
 from worker_procs import news_article
 
 pytestmark = pytest.mark.integration
-
-FLOODS = (
-    "Floodwaters swept through three villages in the northern province on Tuesday after days "
-    "of torrential rain, forcing thousands of residents to leave their homes, officials said."
-)
-RATES = (
-    "The central bank kept its main interest rate unchanged on Thursday, saying inflation was "
-    "easing more slowly than expected and that borrowing costs would stay high for some time."
-)
-CHESS = (
-    "A teenage grandmaster won the national chess championship on Sunday with a quiet endgame "
-    "that left older rivals searching for answers after eleven rounds of play in the capital."
-)
 
 
 def test_keyword_and_hybrid_search_work_without_bm25_in_milvus(

@@ -19,6 +19,7 @@ from store.keyword_index import KeywordIndex, keyword_index_path
 from store.row import ArticleRow
 from store.schema import VECTOR_FIELD
 
+from news_texts import CHESS, FLOODS, RATES
 from probes import milvus_ids, wait_for_lag_zero
 from running import running_worker
 from worker_procs import news_article, publish_tombstones
@@ -26,19 +27,6 @@ from worker_procs import news_article, publish_tombstones
 pytestmark = pytest.mark.integration
 
 NO_FILTERS = SearchFilters()
-
-FLOODS = (
-    "Floodwaters swept through three villages in the northern province on Tuesday after days "
-    "of torrential rain, forcing thousands of residents to leave their homes, officials said."
-)
-RATES = (
-    "The central bank kept its main interest rate unchanged on Thursday, saying inflation was "
-    "easing more slowly than expected and that borrowing costs would stay high for some time."
-)
-CHESS = (
-    "A teenage grandmaster won the national chess championship on Sunday with a quiet endgame "
-    "that left older rivals searching for answers after eleven rounds of play in the capital."
-)
 
 
 @pytest.fixture(params=["lite", "server"])
