@@ -161,6 +161,9 @@ def _reader(settings: Settings) -> Consumer:
             # watermarks are wrong when a record batch holds several records.
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            # At the end of the partition the broker holds a fetch for up to this long before
+            # it answers empty (500 ms by default): a look-up waits that out once at its end.
+            "fetch.wait.max.ms": 20,
         }
     )
 
@@ -203,7 +206,7 @@ def read_record(
             if time.monotonic() > deadline:
                 raise TransientError(f"reading {topic!r} [{partition}] did not reach its end")
             try:
-                messages = consumer.consume(num_messages=10_000, timeout=0.5)
+                messages = consumer.consume(num_messages=10_000, timeout=0.05)
             except KafkaException as exc:
                 raise TransientError(f"Kafka failed while reading {topic!r}: {exc}") from exc
             for message in messages:

@@ -1,4 +1,5 @@
-"""Article routes: ``GET /articles/{id}``, one stored article, and ``DELETE /articles/{id}``.
+"""Article routes: ``GET /articles/{id}``, one stored article, ``GET /articles/{id}/explain``,
+why it is or is not searchable, and ``DELETE /articles/{id}``.
 
 What goes in: an article id (and, for a delete, an optional reason for the audit and ``force``).
 What comes out:
@@ -6,6 +7,11 @@ What comes out:
 - ``GET``: the stored row (its fields as the index holds them, ``also_reported_by`` decoded to
   a list of sources). An id that is not an article id (32 lower-case hex characters) or that no
   row has answers 404 in the one error shape; Milvus being away answers 503.
+- ``GET .../explain`` (a read key): the id's latest ledger record (:func:`core.ledger.read_record`,
+  one partition of the ledger topic), whether Milvus holds the row now (Strong), whether the
+  keyword index does (only where search uses one), and one plain sentence
+  (:class:`core.ledger.Explanation`). An id that is not an article id answers 404; any other id
+  answers 200, "never seen" included. The broker or Milvus being away answers 503.
 - ``DELETE`` (an admin key when the API has keys; a read key gets 403): records the action on the
   audit topic, then publishes the delete of the contract, a tombstone on the articles topic
   (key = the id, so the partition of the article's own messages; null value; header
@@ -32,6 +38,7 @@ from pydantic import BaseModel, Field
 from core.article import DELETE_REASON_HEADER, DeleteReason
 from core.errors import TransientError
 from core.ids import is_article_id
+from core.ledger import explanation, read_record
 from core.settings import Settings
 from search_api.acked_producer import Record, RecordSink
 from search_api.audit import AuditLog
@@ -97,6 +104,23 @@ def attach_articles(
         if row is None:
             return error_response(404, "no article with this id")
         return row
+
+    @app.get(
+        "/articles/{article_id}/explain",
+        summary="Is the article searchable, and if not, why (from the ledger).",
+        responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+    def explain(article_id: str) -> Any:
+        if not is_article_id(article_id):
+            return error_response(404, "no article with this id")
+        record = read_record(settings, article_id)
+        searcher = backend.searcher()
+        ids = [article_id]
+        if record is not None and record.duplicate_of:
+            ids.append(record.duplicate_of)
+        keywords = searcher.keyword_index()
+        in_keywords = keywords.contains(article_id) if keywords is not None else None
+        return explanation(article_id, record, searcher.held(ids), in_keywords).as_json()
 
     @app.delete(
         "/articles/{article_id}",

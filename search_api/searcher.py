@@ -350,6 +350,19 @@ class Searcher:
         row["also_reported_by"] = decode_sources(row.get("also_reported_by"))
         return row
 
+    def held(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the collection holds now, read at Strong consistency (every
+        acknowledged upsert and delete is seen), for ``GET /articles/{id}/explain``."""
+        if not ids:
+            return set()
+        try:
+            rows = self._client.get(
+                self._collection, ids=ids, output_fields=["id"], consistency_level="Strong"
+            )
+        except MilvusException as exc:
+            raise TransientError(f"Milvus unavailable: {exc}") from exc
+        return {str(row["id"]) for row in rows}
+
     def count(self) -> int:
         """Rows in the collection at Strong consistency."""
         try:

@@ -289,6 +289,11 @@ class KeywordIndex:
                 self._reader_connections.append(connection)
         return connection
 
+    def contains(self, article_id: str) -> bool:
+        """Whether the index holds the article ``article_id`` (``newsstream explain``)."""
+        row = self._reader().execute("SELECT 1 FROM docs WHERE id = ?", (article_id,))
+        return row.fetchone() is not None
+
     def count(self) -> int:
         """Articles in the index."""
         with self._lock:

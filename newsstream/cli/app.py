@@ -17,6 +17,7 @@ from newsstream.cli import (
     admin,
     bench,
     dedup_eval,
+    explain,
     feeds,
     model,
     ops,
@@ -43,6 +44,7 @@ GROUPS: tuple[ModuleType, ...] = (
     bench,
     trends,
     ops,
+    explain,
     retention,
     model,
 )

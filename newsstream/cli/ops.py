@@ -5,8 +5,8 @@
 - ``newsstream dlq list [--limit N] [--json]``: the DLQ's messages and their headers.
 - ``newsstream dlq replay [--stage S] [--dry-run]``: re-queue DLQ messages after a fix, once
   (:mod:`newsstream.ops.dlq`).
-- ``newsstream reconcile [--dry-run] [--json]``: re-queue articles of the topic that Milvus
-  lacks (:mod:`newsstream.ops.reconcile`).
+- ``newsstream reconcile [--dry-run] [--json]``: re-queue the articles the ledger says were
+  indexed and Milvus lacks (:mod:`newsstream.ops.reconcile`).
 
 Addresses: the broker (and, for ``reconcile``, Milvus) come from the settings; when they leave
 one unset, from the `newsstream up` running with the same data dir (:mod:`newsstream.stack.up_marker`).
@@ -30,8 +30,9 @@ from core.settings import Settings
 from newsstream.cli.common import console, err_console, fail, settings_or_exit
 
 REQUEUE_NOTE = (
-    "Rejected and duplicate articles are legitimately absent from Milvus; re-queueing them is "
-    "harmless: the worker rejects or deduplicates them again."
+    "Only ids whose latest outcome in the ledger is `indexed` are expected in Milvus; "
+    "duplicates, rejects, dead letters, deleted and expired ids are never re-queued "
+    "(`newsstream explain ID` says why an id is not searchable)."
 )
 
 
@@ -195,13 +196,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Re-queue the articles of the topic whose ids are not in Milvus."""
+        """Re-queue the articles the ledger says were indexed and Milvus no longer holds."""
         from newsstream.ops.reconcile import reconcile as run_reconcile
 
         settings = _addresses(settings_or_exit(), milvus=True)
         phases = {
-            "read": "reading the articles topic",
+            "read": "reading the ledger",
             "checked": "ids checked in Milvus",
+            "scanned": "latest messages of the missing ids",
             "sent": "re-queued (acknowledged)",
         }
         try:
@@ -212,20 +214,27 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps({**report.as_json(), "note": REQUEUE_NOTE}, indent=2))
             return
-        table = Table(title=f"{settings.kafka_topic} against {settings.milvus_collection}")
+        table = Table(title=f"{settings.kafka_ledger_topic} against {settings.milvus_collection}")
         table.add_column("")
         table.add_column("count", justify="right")
-        table.add_row("messages read", str(report.messages))
-        table.add_row("article ids in the topic", str(report.topic_ids))
+        table.add_row("ledger records read", str(report.ledger_records))
+        for outcome, count in sorted(report.by_outcome.items()):
+            table.add_row(f"ids whose latest outcome is {outcome}", str(count))
+        table.add_row("expected in Milvus (indexed)", str(report.expected))
         table.add_row("in Milvus", str(report.in_milvus))
         table.add_row("missing from Milvus", str(len(report.missing)))
         table.add_row(
             "would be re-queued" if dry_run else "re-queued",
             str(len(report.missing) if dry_run else report.requeued),
         )
-        if report.not_article_ids:
+        if report.changed_since_scan:
+            table.add_row("left out: deleted or changed meanwhile", str(report.changed_since_scan))
+        if report.not_in_topic:
             table.add_row(
-                "keys that are not article ids (poison, see dlq list)", str(report.not_article_ids)
+                "left out: no longer on the articles topic (retention)",
+                str(len(report.not_in_topic)),
             )
+        if report.unreadable:
+            table.add_row("ledger records of an unknown version", str(report.unreadable))
         console.print(table)
         console.print(REQUEUE_NOTE)

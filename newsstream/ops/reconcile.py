@@ -1,37 +1,41 @@
-"""Reconciliation: the articles a topic holds against the ids Milvus holds; re-queue the gap.
+"""Reconciliation: the ledger against Milvus; re-queue only what should be there and is not.
 
-What goes in: the whole articles topic (read to its true end, see
-:mod:`newsstream.ops.topic_scan`) and the Milvus collection. The last message per key wins (a
-re-published article has the same key); a tombstone (no value) removes its key; a key that is
-not an article id (32 hex characters) cannot be in Milvus and is only counted (such messages are
-poison and the worker sent them to the DLQ).
+What goes in: the ledger topic (each article id's latest outcome, :mod:`core.ledger`, read to
+its true end, see :mod:`newsstream.ops.topic_scan`), the Milvus collection and, only when
+something is missing, the articles topic.
 
-What comes out: a :class:`ReconcileReport`. Unless ``dry_run``, every id missing from Milvus is
-re-queued: its last message (original key, bytes and headers, with a fresh ``produced_at``) is
-produced to the articles topic again and acknowledged by the broker, so the workers index it.
+What it expects in Milvus: exactly the ids whose latest outcome is ``indexed``. Duplicates,
+rejects, dead letters, deleted and expired ids are legitimately absent and never re-queued (a
+rejected or dead-lettered message would fail again; the DLQ has its own replay). Ids are
+checked with ``query`` at Strong consistency, in chunks, so a row upserted just before the check
+is seen. On a healthy index the count of missing rows is zero.
 
-A deleted id is never re-queued: an id whose last message is a tombstone is not expected in
-Milvus, and right before re-queueing, the messages that arrived since the scan are read (from
-where the scan ended) and every id among them is left out: a tombstone published meanwhile
-must stay the last word of its id (a copy re-queued behind it would bring the article back),
-and a newer version is indexed by the workers anyway.
+What comes out: a :class:`ReconcileReport`. Unless ``dry_run``, every missing id is re-queued
+from its latest message on the articles topic (original key, bytes and headers, with a fresh
+``produced_at``), acknowledged by the broker, so the workers index it again and write its
+record again. The articles topic is read after the Milvus check: an id whose latest message
+there is a tombstone (deleted after the ledger snapshot, the row gone with it) is not re-queued,
+and right before re-queueing, the messages that arrived since that read are read too and every
+id among them is left out (a tombstone published meanwhile must stay the last word of its id; a
+newer version is indexed by the workers anyway). An id whose messages the articles topic no
+longer holds (its retention passed) is reported as ``not_in_topic``: reconcile cannot bring it
+back from Kafka.
 
-Rejected and duplicate articles are legitimately absent from Milvus: re-queueing them is
-harmless, the worker rejects or deduplicates them again. Ids are checked with ``query`` at
-Strong consistency, in chunks, so a row upserted just before the check is seen.
+Not covered: ids with no ledger record (messages the workers have not decided yet, or rows
+written before the ledger existed): ``newsstream explain`` names them, reconcile leaves them.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymilvus import MilvusClient, MilvusException
 
-from core.errors import TransientError
+from core.errors import InvalidMessage, TransientError
+from core.ledger import LedgerOutcome, LedgerRecord
 from core.settings import Settings
 from newsstream.ops.requeue import Outgoing, requeue
 from newsstream.ops.topic_scan import ScannedMessage, scan_consumer, scan_topic
@@ -39,10 +43,9 @@ from store.client import milvus_client
 
 #: Ids per Milvus query (the filter lists them literally).
 CHUNK = 500
-_ARTICLE_ID = re.compile(r"^[0-9a-f]{32}$")
 
-#: ``progress(phase, n)``: phase "read" (messages read), "checked" (ids looked up in Milvus)
-#: or "sent" (re-queued messages acknowledged).
+#: ``progress(phase, n)``: phase "read" (ledger records read), "checked" (ids looked up in
+#: Milvus), "scanned" (articles-topic messages read) or "sent" (re-queued messages acknowledged).
 Progress = Callable[[str, int], None]
 
 
@@ -50,47 +53,63 @@ Progress = Callable[[str, int], None]
 class ReconcileReport:
     """What a reconciliation found and did."""
 
-    messages: int = 0
-    topic_ids: int = 0
-    not_article_ids: int = 0
-    tombstones: int = 0
+    ledger_records: int = 0
+    unreadable: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    expected: int = 0
     in_milvus: int = 0
     missing: list[str] = field(default_factory=list)
     changed_since_scan: int = 0
+    not_in_topic: list[str] = field(default_factory=list)
     requeued: int = 0
     dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "messages": self.messages,
-            "topic_ids": self.topic_ids,
-            "not_article_ids": self.not_article_ids,
-            "tombstones": self.tombstones,
+            "ledger_records": self.ledger_records,
+            "unreadable": self.unreadable,
+            "ledger_ids": sum(self.by_outcome.values()),
+            "by_outcome": dict(sorted(self.by_outcome.items())),
+            "expected": self.expected,
             "in_milvus": self.in_milvus,
             "missing": len(self.missing),
             "missing_ids": self.missing,
             "changed_since_scan": self.changed_since_scan,
+            "not_in_topic": self.not_in_topic,
             "requeued": self.requeued,
             "dry_run": self.dry_run,
         }
 
 
-def latest_per_key(
+def latest_outcomes(
     messages: Iterable[ScannedMessage], report: ReconcileReport
+) -> dict[str, LedgerOutcome]:
+    """The latest outcome of each article id in the ledger (the last record of a key wins)."""
+    latest: dict[str, LedgerOutcome] = {}
+    for message in messages:
+        report.ledger_records += 1
+        if message.value is None:
+            continue
+        try:
+            record = LedgerRecord.from_bytes(message.value)
+        except InvalidMessage:
+            report.unreadable += 1  # a record of a newer version: never guessed at
+            continue
+        latest[record.article_id] = record.outcome
+    for outcome in latest.values():
+        report.by_outcome[outcome.value] = report.by_outcome.get(outcome.value, 0) + 1
+    return latest
+
+
+def latest_messages(
+    messages: Iterable[ScannedMessage], wanted: set[str]
 ) -> dict[str, ScannedMessage]:
-    """The last message of each article id (tombstones remove their id)."""
+    """The last message (article or tombstone) of each id of ``wanted`` on the articles topic."""
     latest: dict[str, ScannedMessage] = {}
     for message in messages:
-        report.messages += 1
         key = message.key.decode("ascii", "replace") if message.key is not None else ""
-        if not _ARTICLE_ID.match(key):
-            report.not_article_ids += 1
-            continue
-        if message.value is None:
-            report.tombstones += 1
-            latest.pop(key, None)
-            continue
-        latest[key] = message
+        if key in wanted:
+            latest[key] = message
     return latest
 
 
@@ -146,43 +165,65 @@ def _fresh_headers(message: ScannedMessage) -> list[tuple[str, bytes]]:
 def reconcile(
     settings: Settings, dry_run: bool = False, progress: Progress | None = None
 ) -> ReconcileReport:
-    """Compare the articles topic with Milvus and re-queue what is missing (see module doc).
+    """Compare the ledger with Milvus and re-queue what is missing (see the module docstring).
 
     Raises :class:`TransientError` when Kafka or Milvus fails; nothing is reported as
     re-queued unless the broker acknowledged it.
     """
     report = ReconcileReport(dry_run=dry_run)
     consumer = scan_consumer(settings)
-    ends: dict[int, int] = {}  # partition -> the offset after the last message read
     try:
-
-        def counted(messages: Iterable[ScannedMessage]) -> Iterable[ScannedMessage]:
-            for message in messages:
-                ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
-                if progress is not None:
-                    progress("read", 1)
-                yield message
-
-        latest = latest_per_key(counted(scan_topic(consumer, settings.kafka_topic)), report)
+        latest = latest_outcomes(
+            _counted(scan_topic(consumer, settings.kafka_ledger_topic), progress, "read", None),
+            report,
+        )
     finally:
         consumer.close()
-    report.topic_ids = len(latest)
+    expected = sorted(i for i, outcome in latest.items() if outcome is LedgerOutcome.INDEXED)
+    report.expected = len(expected)
     client = milvus_client(settings)
     try:
-        present = ids_in_milvus(client, settings.milvus_collection, sorted(latest), progress)
+        present = ids_in_milvus(client, settings.milvus_collection, expected, progress)
     finally:
         client.close()
     report.in_milvus = len(present)
-    report.missing = sorted(set(latest) - present)
+    report.missing = sorted(set(expected) - present)
     if dry_run or not report.missing:
         return report
-    changed = ids_since(settings, ends) & set(report.missing)
+    wanted = set(report.missing)
+    ends: dict[int, int] = {}  # partition -> the offset after the last message read
+    consumer = scan_consumer(settings)
+    try:
+        messages = latest_messages(
+            _counted(scan_topic(consumer, settings.kafka_topic), progress, "scanned", ends),
+            wanted,
+        )
+    finally:
+        consumer.close()
+    report.not_in_topic = sorted(wanted - set(messages))
+    changed = ids_since(settings, ends) & wanted
+    # An id whose latest message is a tombstone was deleted after the ledger was read.
+    changed |= {i for i, message in messages.items() if message.value is None}
     report.changed_since_scan = len(changed)
     outgoing = [
-        Outgoing(latest[i].key, latest[i].value, _fresh_headers(latest[i]))
+        Outgoing(messages[i].key, messages[i].value, _fresh_headers(messages[i]))
         for i in report.missing
-        if i not in changed
+        if i in messages and i not in changed
     ]
     on_sent = (lambda n: progress("sent", n)) if progress is not None else None
     report.requeued = requeue(settings, outgoing, "newsstream-reconcile", on_sent)
     return report
+
+
+def _counted(
+    messages: Iterable[ScannedMessage],
+    progress: Progress | None,
+    phase: str,
+    ends: dict[int, int] | None,
+) -> Iterator[ScannedMessage]:
+    for message in messages:
+        if ends is not None:
+            ends[message.partition] = max(ends.get(message.partition, 0), message.offset + 1)
+        if progress is not None:
+            progress(phase, 1)
+        yield message

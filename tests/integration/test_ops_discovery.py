@@ -91,7 +91,7 @@ def test_ops_commands_use_the_running_up_and_explicit_settings_win(
     dry = _json(env, "dlq", "replay", "--dry-run")
     assert dry["replayed"] == len(poison)
     reconciled = _json(env, "reconcile", "--dry-run")
-    assert (reconciled["topic_ids"], reconciled["in_milvus"]) == (len(articles), len(articles))
+    assert (reconciled["expected"], reconciled["in_milvus"]) == (len(articles), len(articles))
     assert running_api(settings) == up.api  # `search` reads the same marker
 
     # Explicit settings win over the marker: a marker that points nowhere changes nothing

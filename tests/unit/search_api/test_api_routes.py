@@ -26,6 +26,7 @@ CONTRACT = {
     ("POST", "/search"),
     ("GET", "/articles/{article_id}/similar"),
     ("GET", "/articles/{article_id}"),
+    ("GET", "/articles/{article_id}/explain"),
     ("DELETE", "/articles/{article_id}"),
     ("GET", "/audit"),
     ("GET", "/stats"),
