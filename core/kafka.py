@@ -85,6 +85,24 @@ def consumer_config(settings: Settings, group_id: str | None = None) -> dict[str
     return config
 
 
+def reader_config(settings: Settings, name: str, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings of a reader that scans a topic without joining any group's work:
+    a group id of its own (``newsstream-<name>-<random>``), no commits, from the earliest
+    offset, and end-of-partition events (the end of a partition is where librdkafka says it
+    is: the local broker's high watermarks are wrong when a record batch holds several
+    records). ``extra`` adds or overrides librdkafka settings."""
+    return {
+        "bootstrap.servers": _bootstrap(settings),
+        "group.id": f"newsstream-{name}-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "logger": LIBRDKAFKA_LOGGER,
+        **extra,
+    }
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client for topic management and health checks."""
     return AdminClient({"bootstrap.servers": _bootstrap(settings)})

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import TransientError
-from core.kafka import LIBRDKAFKA_LOGGER
+from core.kafka import reader_config
 from core.settings import Settings
 from search_api.acked_producer import DELIVERY_TIMEOUT_S, Record, RecordSink
 
@@ -99,15 +99,7 @@ class AuditLog:
         does not answer."""
         limit = max(1, min(limit, MAX_PAGE))
         topic = self._settings.kafka_audit_topic
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self._settings.kafka_bootstrap or "",
-                "group.id": f"newsstream-audit-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "logger": LIBRDKAFKA_LOGGER,
-            }
-        )
+        consumer = Consumer(reader_config(self._settings, "audit-reader"))
         try:
             metadata = consumer.list_topics(topic, timeout=DELIVERY_TIMEOUT_S)
             found = metadata.topics.get(topic)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.errors import TransientError
-from core.kafka import LIBRDKAFKA_LOGGER
+from core.kafka import reader_config
 from core.settings import Settings
 from search_api.acked_producer import DELIVERY_TIMEOUT_S, Record, RecordSink
 
@@ -73,15 +72,7 @@ class StoryEditLog:
         raises :class:`TransientError` when the broker does not let it read to the end.
         """
         topic = self._settings.kafka_story_edits_topic
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self._settings.kafka_bootstrap or "",
-                "group.id": f"newsstream-story-edits-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "logger": LIBRDKAFKA_LOGGER,
-            }
-        )
+        consumer = Consumer(reader_config(self._settings, "story-edits-reader"))
         latest: dict[str, dict[str, Any]] = {}
         try:
             metadata = consumer.list_topics(topic, timeout=DELIVERY_TIMEOUT_S)

@@ -132,36 +132,23 @@ def _check(row: WorkerCounts) -> str:
 
 
 def stats_table(rows: list[WorkerCounts]) -> Table:
-    """A rich table: one line per worker, the total last."""
-    table = Table(
-        title="worker outcomes (consumed = indexed + duplicate + rejected + dlq + deleted + expired)"
-    )
-    columns = (
-        "worker",
-        "consumed",
-        "indexed",
-        "duplicate",
-        "rejected",
-        "dlq",
-        "deleted",
-        "expired",
-    )
-    for column in columns:
+    """A rich table: one line per worker, the total last. The deleted and expired columns show
+    only when some worker has applied a delete (most indexes never do; the table stays narrow)."""
+    all_rows = [*rows, total(rows)]
+    outcomes = ["indexed", "duplicate", "rejected", "dlq"]
+    outcomes += [name for name in ("deleted", "expired") if any(getattr(r, name) for r in all_rows)]
+    table = Table(title=f"worker outcomes (consumed = {' + '.join(outcomes)})")
+    for column in ("worker", "consumed", *outcomes):
         table.add_column(column, justify="left" if column == "worker" else "right")
     table.add_column("rejected by reason", overflow="fold")
     table.add_column("check")
     table.add_column("snapshot (UTC)")
-    for row in [*rows, total(rows)]:
+    for row in all_rows:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(row.rejected_by_reason.items()))
         table.add_row(
             f"[bold]{row.worker}[/bold]" if row.worker == "total" else row.worker,
             str(row.consumed),
-            str(row.indexed),
-            str(row.duplicate),
-            str(row.rejected),
-            str(row.dlq),
-            str(row.deleted),
-            str(row.expired),
+            *(str(getattr(row, name)) for name in outcomes),
             reasons or "-",
             _check(row),
             _when(row.at),

@@ -14,13 +14,13 @@ the end within its deadline (a partial scan is never returned as if complete).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.errors import TransientError
+from core.kafka import reader_config
 from core.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -58,16 +58,10 @@ def topic_partitions(consumer: Consumer, topic: str, timeout_s: float = 10.0) ->
 
 def scan_consumer(settings: Settings, group_id: str | None = None) -> Consumer:
     """A consumer that never commits on its own and reports end-of-partition."""
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap or "",
-            "group.id": group_id or f"newsstream-scan-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
+    config = reader_config(settings, "scan")
+    if group_id is not None:
+        config["group.id"] = group_id
+    return Consumer(config)
 
 
 def scan_topic(

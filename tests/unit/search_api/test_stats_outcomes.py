@@ -47,3 +47,21 @@ def test_stats_command_counts_deletes_and_expiries() -> None:
     result = stats_json(worker_counts({"w1": SNAPSHOT}))
     assert result["total"]["balanced"]
     assert result["total"]["deleted"] == 2 and result["total"]["expired"] == 1
+
+
+def _rendered(snapshot: dict[str, Any]) -> str:
+    from rich.console import Console
+
+    from newsstream.ops.stats import stats_table
+
+    console = Console(width=200, record=True)
+    console.print(stats_table(worker_counts({"w1": snapshot})))
+    return console.export_text()
+
+
+def test_the_stats_table_shows_deletes_only_where_there_are_some() -> None:
+    with_deletes = _rendered(SNAPSHOT)
+    assert "deleted" in with_deletes and "expired" in with_deletes and "ok" in with_deletes
+    without = {**SNAPSHOT, "deleted": 0, "expired": 0, "consumed": 7}
+    plain = _rendered(without)
+    assert "deleted" not in plain and "expired" not in plain and "ok" in plain
