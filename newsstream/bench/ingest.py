@@ -12,7 +12,10 @@ measures three scenarios:
   p99 of time-to-searchable (``produced_at`` header to the acknowledged upsert) as the worker
   measured it.
 
-Prints a table and returns the figures.
+Prints a table and returns the figures, with the worker's time per stage in the ``feeds`` and
+``backfill`` runs (from the ``newsstream_stage_seconds`` histogram of the in-process worker:
+per-message stages summed over messages, per-batch stages over batches; the ledger stage is the
+write of every id's outcome, acknowledged, before each commit).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from consumers.worker import Worker, build_worker
 from core.article import Article
 from core.ids import article_id
 from core.kafka import ensure_topics
+from core.metrics import STAGE_SECONDS
 from core.settings import Settings
 from embedding.embedder import Embedder
 from newsstream.stack.launchers import (
@@ -175,6 +179,19 @@ def run_ingest_bench(
             str(r["rejected"]),
         )
     console.print(table)
+    stages = Table(title="worker time per stage (ms per article)")
+    stages.add_column("stage")
+    for name in ("feeds", "backfill"):
+        stages.add_column(name, justify="right")
+    for stage in results["feeds"]["stages_s"]:
+        stages.add_row(
+            stage,
+            *(
+                f"{1000 * results[n]['stages_s'].get(stage, 0.0) / results[n]['articles']:.2f}"
+                for n in ("feeds", "backfill")
+            ),
+        )
+    console.print(stages)
     t = results["tts"]
     console.print(
         f"time-to-searchable at {rate:.0f}/s offered for {tts_seconds:.0f} s ({t['samples']} samples): "
@@ -193,10 +210,21 @@ def _run_worker(
     return worker, thread, stop
 
 
+def _stage_seconds() -> dict[str, float]:
+    """Seconds spent so far in each worker stage (the histogram's sums, this process)."""
+    totals: dict[str, float] = {}
+    for family in STAGE_SECONDS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                totals[sample.labels["stage"]] = sample.value
+    return totals
+
+
 def _throughput(
     settings: Settings, embedder: Embedder, articles: list[Article], console: Console, name: str
 ) -> dict[str, Any]:
     ensure_topics(settings)
+    before = _stage_seconds()
     worker, thread, _stop = _run_worker(settings, embedder)
     publisher = Publisher(settings)
     time.sleep(12)  # the local broker completes the group join after the rebalance timeout
@@ -216,6 +244,9 @@ def _throughput(
         "indexed": snap["indexed"],
         "duplicate": snap["duplicate"],
         "rejected": snap["rejected"],
+        "stages_s": {
+            stage: seconds - before.get(stage, 0.0) for stage, seconds in _stage_seconds().items()
+        },
     }
 
 
