@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from core.errors import InvalidMessage, TransientError
+from core.kafka import reader_config
 from core.settings import Settings
 
 #: Version of the record's JSON; a reader refuses versions it does not know.
@@ -151,21 +151,9 @@ def ledger_partition(article_id: str, partitions: int) -> int:
 
 
 def _reader(settings: Settings) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap or "",
-            "group.id": f"newsstream-ledger-read-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            # The end of a partition is where librdkafka says it is: the local broker's high
-            # watermarks are wrong when a record batch holds several records.
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            # At the end of the partition the broker holds a fetch for up to this long before
-            # it answers empty (500 ms by default): a look-up waits that out once at its end.
-            "fetch.wait.max.ms": 20,
-        }
-    )
+    # At the end of the partition the broker holds a fetch for up to fetch.wait.max.ms before it
+    # answers empty (500 ms by default): a look-up waits that out once, at its end.
+    return Consumer(reader_config(settings, "ledger-read", **{"fetch.wait.max.ms": 20}))
 
 
 def partition_count(consumer: Consumer, topic: str, timeout_s: float = 10.0) -> int:

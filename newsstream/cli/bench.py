@@ -81,6 +81,24 @@ def bench_embed_memory(
     )
 
 
+@bench_app.command("ledger")
+def bench_ledger(
+    records: Annotated[int, typer.Option(min=100, help="Records in the partition looked up.")] = (
+        100_000
+    ),
+    batch: Annotated[int, typer.Option(min=1, help="Records per acknowledged write.")] = 64,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Ledger cost: an acknowledged write per batch, bytes per record, and the look-up of one
+    id in a partition of RECORDS records (a local broker of its own)."""
+    from newsstream.bench.ledger import run_ledger_bench
+
+    result = run_ledger_bench(records, batch)
+    for name, value in result.items():
+        console.print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+    _write("ledger", out, result)
+
+
 @bench_app.command("dedup")
 def bench_dedup(
     n: Annotated[int, typer.Option(min=100, help="Articles to index.")] = 100_000,
