@@ -156,7 +156,9 @@ def build_steps(
         ),
     )
     per_batch = BatchSteps(
-        delete=DeleteArticles(delete, dedup, stop=stop, max_backoff_s=backoff),
+        delete=DeleteArticles(
+            delete, dedup, forget=stories.forget, stop=stop, max_backoff_s=backoff
+        ),
         dedup=CheckDuplicates(dedup, stop=stop, max_backoff_s=backoff),
         embed=Embed(embedder),
         dlq=RouteToDlq(dlq, breaker, stop=stop, max_backoff_s=backoff),

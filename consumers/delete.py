@@ -4,7 +4,8 @@ In: a batch whose ``deleted_ids`` are the ids with a tombstone in it (see
 :meth:`consumers.item.Batch.of`). Out: the same batch, returned only once every store
 acknowledged the deletion: Milvus, the keyword index and the other rows' ``also_reported_by``
 lists (one call of the one writer, :meth:`store.writer.ArticleWriter.delete`), then the dedup
-index (memory or Redis). Deleting an id that is not there is a no-op, so a redelivered
+index (memory or Redis); ``forget`` (the story step's) drops them from the seeds it keeps in
+memory. Deleting an id that is not there is a no-op, so a redelivered
 tombstone does no harm.
 
 It runs first among the per-batch steps: an article published after its own delete (or a copy
@@ -35,11 +36,13 @@ class DeleteArticles:
         delete: Callable[[list[str]], object],
         dedup: Deduplicator,
         *,
+        forget: Callable[[list[str]], object] | None = None,
         stop: threading.Event,
         max_backoff_s: float,
     ) -> None:
         self._delete = delete
         self._dedup = dedup
+        self._forget = forget
         self._stop = stop
         self._max_backoff_s = max_backoff_s
 
@@ -60,6 +63,8 @@ class DeleteArticles:
             stop=self._stop,
             max_backoff_s=self._max_backoff_s,
         )
+        if self._forget is not None:
+            self._forget(ids)  # in memory: the story step's candidate seeds
         STAGE_SECONDS.labels(Stage.DELETE).observe(time.monotonic() - started)
         failpoint("after_delete")
         return batch

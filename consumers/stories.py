@@ -31,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -198,6 +198,18 @@ class StoryAssigner:
             self._recent.popleft()
         return [seed for _, seed in self._recent]
 
+    def forget(self, ids: Collection[str]) -> None:
+        """Deleted articles stop being candidate seeds at once (the recent seeds and the
+        cache would otherwise offer a deleted story's first article for up to 30 s, or until
+        evicted)."""
+        gone = set(ids)
+        with self._lock:
+            for article_id in gone:
+                self._cache.pop(article_id, None)
+            kept = [(at, seed) for at, seed in self._recent if seed.id not in gone]
+            self._recent.clear()
+            self._recent.extend(kept)
+
     def _remember(self, seed: StoryFeatures) -> None:
         self._cache[seed.id] = seed
         self._cache.move_to_end(seed.id)
@@ -206,9 +218,12 @@ class StoryAssigner:
 
 
 class StoryClusters(Protocol):
-    """What the story step needs: the rows given back with their ``story_id``."""
+    """What the story step needs: the rows given back with their ``story_id``, and deleted
+    articles forgotten as candidate seeds."""
 
     def assign(self, rows: Sequence[ArticleRow]) -> list[ArticleRow]: ...
+
+    def forget(self, ids: Collection[str]) -> None: ...
 
 
 class AssignStories:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -252,10 +252,14 @@ class OwnStories:
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.forgotten: list[str] = []
 
     def assign(self, rows: Sequence[ArticleRow]) -> list[ArticleRow]:
         self.seen.extend(row.id for row in rows)
         return [replace(row, story_id=row.id) for row in rows]
+
+    def forget(self, ids: Collection[str]) -> None:
+        self.forgotten.extend(ids)
 
 
 class RecordingDedup:

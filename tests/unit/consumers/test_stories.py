@@ -117,6 +117,14 @@ def test_a_seed_of_the_previous_batch_is_found_before_milvus_shows_it(milvus: Fa
     assert [r.story_id for r in stories.assign(second)] == ["first", "unrelated"]
 
 
+def test_a_deleted_seed_is_no_candidate_at_once(milvus: FakeMilvus) -> None:
+    stories = assigner(milvus)
+    stories.assign([row("first", unit(1, 0, 0))])  # a recent seed, and in the cache
+    stories.forget(["first"])  # deleted before Milvus shows it
+    retold = [row("retold", unit(1, 0.05, 0))]
+    assert stories.assign(retold)[0].story_id == "retold"
+
+
 def test_recent_seeds_are_forgotten_after_recent_s(milvus: FakeMilvus) -> None:
     stories = assigner(milvus, recent_s=0.0)
     stories.assign([row("first", unit(1, 0, 0))])

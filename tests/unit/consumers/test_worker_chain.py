@@ -74,6 +74,7 @@ class Rig:
     ledger: FakeLedger
     tally: OutcomeTally
     events: Events
+    stories: OwnStories
 
     def produce(self, *values: bytes) -> None:
         for value in values:
@@ -117,6 +118,7 @@ def rig() -> Iterator[Rig]:
         rejects_per_reason=0,
     )
     milvus, dlq, tally = FakeMilvus(events), FakeDlq(events), OutcomeTally("w")
+    stories = OwnStories()
     ledger = FakeLedger(events)
     params = index_params(settings)
     per_message, per_batch = build_steps(
@@ -125,7 +127,7 @@ def rig() -> Iterator[Rig]:
         upsert=milvus.upsert,
         delete=milvus.delete,
         dedup=RecordingDedup(DedupStage(DedupIndex(MemoryBackend(params), params)), events),
-        stories=OwnStories(),
+        stories=stories,
         dlq=dlq,
         ledger=ledger,
         breaker=DlqBreaker(),
@@ -143,7 +145,7 @@ def rig() -> Iterator[Rig]:
     consumer = broker.get_consumer("workers")
     assert isinstance(consumer, LocalConsumer)
     processor = StreamProcessor(consumer, TOPIC, chain, ONCE_PER_SECOND)
-    yield Rig(broker, consumer, processor, chain, milvus, dlq, ledger, tally, events)
+    yield Rig(broker, consumer, processor, chain, milvus, dlq, ledger, tally, events, stories)
     # Release whatever still waits on a dependency, then close like a stopping worker.
     stop.set()
     milvus.hold.set()
@@ -255,6 +257,7 @@ def test_a_tombstone_deletes_from_every_store_before_its_offset_is_committed(rig
     rig.milvus.hold.set()
     rig.run_until(lambda: rig.broker.committed.get(P0) == 4, "the tombstones committed")
     assert set(rig.milvus.rows) == {kept.id}
+    assert gone.id in rig.stories.forgotten, "a deleted seed stays a story candidate"
     delete = rig.events.index("delete")
     assert delete < rig.events.index("forget") < rig.events.index("commit", lambda o: o[P0] == 4)
     snapshot = rig.tally.snapshot()
