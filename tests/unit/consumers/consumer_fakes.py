@@ -1,7 +1,8 @@
 """In-process stand-ins for what the worker's steps talk to outside the process: the model,
 Milvus (the upsert and the story search) and the DLQ broker. Each can be switched "away" (an
 outage: it raises a transient error) and records what it acknowledged, in one shared event log
-with the commits, so a test can check the order things happened in."""
+with the commits, so a test can check the order things happened in. Also the articles, items
+and batches the step tests feed in."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from typing import Any
 import numpy as np
 from arroyo.backends.kafka import KafkaPayload
 
-from consumers.item import Origin
-from core.article import DELETE_REASON_HEADER, Article
+from consumers.clean import Clean
+from consumers.dedup_stage import DedupStage, index_params
+from consumers.embed import Embed
+from consumers.item import Batch, Deletion, Item, Origin
+from core.article import DELETE_REASON_HEADER, Article, DeleteReason
 from core.errors import TransientError
 from core.ids import article_id
 from core.ledger import LedgerRecord
+from core.settings import Settings
+from dedup.index import DedupIndex
+from dedup.memory_backend import MemoryBackend
 from store.row import ArticleRow
 
 DIM = 8
@@ -129,6 +136,33 @@ def origin(offset: int, value: bytes = b"x") -> Origin:
     return Origin(
         topic="news.articles", partition=0, offset=offset, key=None, value=value, headers=()
     )
+
+
+#: Never set: the steps retry for as long as an outage lasts.
+STOP = threading.Event()
+
+
+def clean_item(a: Article, offset: int = 0, produced_at_ms: int | None = None) -> Item:
+    """Article ``a`` as the per-batch steps get it: decoded at ``offset`` and cleaned."""
+    return Clean()(Item(produced_at_ms=produced_at_ms, origin=origin(offset), article=a))
+
+
+def delete_item(a: Article, offset: int, reason: DeleteReason = DeleteReason.DELETED) -> Item:
+    """The decoded tombstone of article ``a`` at ``offset``."""
+    return Item(produced_at_ms=None, origin=origin(offset), delete=Deletion(a.id, reason))
+
+
+def memory_dedup() -> DedupStage:
+    """A dedup stage over an in-memory index with the default settings."""
+    params = index_params(Settings())
+    return DedupStage(DedupIndex(MemoryBackend(params), params))
+
+
+def embedded(*articles: Article) -> Batch:
+    """One batch of ``articles`` (every one a survivor) after the embed step, with
+    :class:`FakeEmbedder` vectors."""
+    items = [clean_item(a, n, produced_at_ms=1) for n, a in enumerate(articles)]
+    return Embed(FakeEmbedder())(Batch.of(items))
 
 
 class Events:

@@ -1,11 +1,17 @@
-"""The quality gate: each reason of the closed set, and what must be kept."""
+"""The quality gate: each reason of the closed set, what must be kept, and the step that rejects
+with a reason and keeps a sample."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from consumers.clean import CleanArticle, clean_article
-from consumers.quality import check_quality, detect_language
+import pytest
+from consumer_fakes import article
+
+from consumers.clean import Clean, CleanArticle, clean_article
+from consumers.item import Item
+from consumers.quality import QualityGate, check_quality, detect_language
+from consumers.rejects import RejectSample
 from core.article import Article
 from core.metrics import RejectReason
 
@@ -137,3 +143,16 @@ def test_detect_language_returns_iso_639_1_codes() -> None:
         detect_language("Le gouvernement a annoncé de nouvelles mesures pour l'économie.") == "fr"
     )
     assert detect_language("1234 5678") == ""
+
+
+def test_quality_rejects_with_a_reason_and_keeps_a_sample(tmp_path: Path) -> None:
+    with RejectSample(tmp_path / "rejects.sqlite3") as sample:
+        gate = QualityGate(min_chars=40, rejects=sample)
+        short = Clean()(Item(produced_at_ms=None, article=article(5, text="Too short.", title="")))
+        rejected = gate(short)
+        assert rejected.final and rejected.clean is None
+        assert rejected.reject is RejectReason.TOO_SHORT
+        assert [i.article_id for i in sample.items()] == [article(5, text="x").id]
+        good = Clean()(Item(produced_at_ms=None, article=article(6)))
+        assert gate(good) is good
+        assert sample.counts() == {"too_short": 1}

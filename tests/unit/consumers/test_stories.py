@@ -1,5 +1,6 @@
 """Story assignment in the worker: seeds from Milvus, from this worker's recent seeds and from the
-batch; stored articles keep their story; reads at the configured consistency."""
+batch; stored articles keep their story; reads at the configured consistency; the story step sets
+the story of every row."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from consumer_fakes import STOP, OwnStories, article
+from consumer_fakes import embedded as _embedded
 
-from consumers.stories import StoryAssigner
+from consumers.stories import AssignStories, StoryAssigner
 from consumers.story_rule import StoryRule
 from store.row import ArticleRow
 from store.schema import VECTOR_FIELD
@@ -168,3 +171,10 @@ def test_one_read_gives_the_stored_stories_and_the_seeds_not_cached(milvus: Fake
     assigned = assigner(milvus).assign(rows)
     assert [r.story_id for r in assigned] == ["other", "seed"]
     assert [kind for kind, _ in milvus.calls] == ["search", "get"]
+
+
+def test_story_sets_the_story_of_every_row() -> None:
+    stories = OwnStories()
+    batch = AssignStories(stories, stop=STOP, max_backoff_s=0.01)(_embedded(article(1), article(2)))
+    assert stories.seen == [article(1).id, article(2).id]
+    assert all(row.story_id == row.id for row in batch.rows)

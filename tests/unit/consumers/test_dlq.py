@@ -1,4 +1,5 @@
-"""DLQ routing and its one circuit breaker."""
+"""The DLQ step: poison is routed to the DLQ with its origin, through outages, behind one circuit
+breaker."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The per-message steps: decode + validate, clean, quality gate."""
+"""The decode step: a message becomes an article, a delete (a tombstone) or poison with the
+reason and the original bytes."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue, Message, Partition, Topic
@@ -13,11 +13,9 @@ from consumer_fakes import article
 from consumers.clean import Clean
 from consumers.consumer import TOMBSTONE
 from consumers.decode import Decode
-from consumers.item import Deletion, Item
+from consumers.item import Deletion
 from consumers.quality import QualityGate
-from consumers.rejects import RejectSample
 from core.article import DELETE_REASON_HEADER, DeleteReason
-from core.metrics import RejectReason
 
 PARTITION = Partition(Topic("news.articles"), 3)
 
@@ -57,28 +55,6 @@ def test_decode_makes_poison_of_a_message_over_the_size_cap() -> None:
 def test_a_bad_produced_at_header_is_ignored() -> None:
     item = Decode(max_message_bytes=100_000)(_message(article(3).to_bytes(), produced_at=b"x"))
     assert item.produced_at_ms is None and item.article is not None
-
-
-def test_clean_turns_html_into_text_and_leaves_final_items_alone() -> None:
-    a = article(4, text="<p>The <b>storm</b> reached the coast &amp; cut power.</p>")
-    item = Clean()(Item(produced_at_ms=None, article=a))
-    assert item.clean is not None and item.article is None
-    assert item.clean.body == "The storm reached the coast & cut power."
-    poison = Item(produced_at_ms=None, poison="{}")
-    assert Clean()(poison) is poison
-
-
-def test_quality_rejects_with_a_reason_and_keeps_a_sample(tmp_path: Path) -> None:
-    with RejectSample(tmp_path / "rejects.sqlite3") as sample:
-        gate = QualityGate(min_chars=40, rejects=sample)
-        short = Clean()(Item(produced_at_ms=None, article=article(5, text="Too short.", title="")))
-        rejected = gate(short)
-        assert rejected.final and rejected.clean is None
-        assert rejected.reject is RejectReason.TOO_SHORT
-        assert [i.article_id for i in sample.items()] == [article(5, text="x").id]
-        good = Clean()(Item(produced_at_ms=None, article=article(6)))
-        assert gate(good) is good
-        assert sample.counts() == {"too_short": 1}
 
 
 def _tombstone(key: bytes | None, **headers: bytes) -> Message[KafkaPayload]:
