@@ -77,15 +77,15 @@ def ensure_openvino_int8(cache_root: Path, spec: ModelSpec) -> Path:
     return ensure_artifact(target, lambda tmp: build_openvino_int8(fp32, spec, tmp))
 
 
-#: Sequence lengths a graph run is padded up to: every 16 tokens up to 64, then every 32 (the
-#: model's own limit always ends the ladder). See :func:`openvino_runner` for why.
-LENGTH_STEPS = ((64, 16), (None, 32))
+#: Sequence lengths a graph run is padded up to: every 16 tokens up to 128 (feed items), then
+#: every 32 (the model's own limit always ends the ladder). See :func:`openvino_runner` for why.
+LENGTH_STEPS = ((128, 16), (None, 32))
 
 
 def bucket_length(length: int, max_length: int) -> int:
     """The padded length of a run whose longest text has ``length`` tokens.
 
-    The next multiple of 16 up to 64 tokens, of 32 above, never more than ``max_length`` (the
+    The next multiple of 16 up to 128 tokens, of 32 above, never more than ``max_length`` (the
     model's limit) and never less than ``length``: at most ``len(length_buckets(max_length))``
     distinct values whatever the texts.
     """
@@ -121,7 +121,7 @@ def openvino_runner(artifact_dir: Path, threads: int, max_length: int) -> GraphR
     (its runtime cache holds 5,000 entries by default, and oneDNN's primitive cache 1,024),
     about 5 MB per (rows, tokens) shape for this model. Runs of unpadded texts bring a new shape
     with almost every call, so a worker's memory grew for weeks. With the buckets the graph sees
-    at most ``len(length_buckets(max_length)) * (log2(rows) + 1)`` shapes (48 for 32-text
+    at most ``len(length_buckets(max_length)) * (log2(rows) + 1)`` shapes (60 for 32-text
     batches cut at 192 tokens), every one compiled once, and the caches stop growing. Padding
     is masked out of attention and pooling, so vectors do not move.
     """

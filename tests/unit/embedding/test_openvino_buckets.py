@@ -9,7 +9,7 @@ from embedding.openvino_backend import bucket_length, length_buckets, row_chunks
 
 def test_every_length_maps_to_one_of_a_few_buckets_never_shorter() -> None:
     buckets = length_buckets(192)
-    assert buckets == [16, 32, 48, 64, 96, 128, 160, 192]
+    assert buckets == [16, 32, 48, 64, 80, 96, 112, 128, 160, 192]
     for length in range(1, 193):
         padded = bucket_length(length, 192)
         assert padded in buckets
@@ -25,7 +25,8 @@ def test_buckets_never_pass_the_model_limit(limit: int) -> None:
 def test_padding_stays_small_for_short_texts() -> None:
     # Headlines and feed items are 10-80 tokens: padding them to 192 would cost 2-10x.
     assert bucket_length(17, 192) == 32
-    assert bucket_length(65, 192) == 96
+    assert bucket_length(65, 192) == 80
+    assert bucket_length(129, 192) == 160
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 16, 17, 30, 32])
