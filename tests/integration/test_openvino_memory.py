@@ -2,7 +2,7 @@
 
 The CPU plugin keeps compiled kernels per input shape (several MB each for this model): a
 backend that hands it every (rows, tokens) shape it meets grows with each new one, for weeks.
-The packaged model is exported once (ONNX fp32, then NNCF int8) and kept in pytest's cache.
+The packaged model's export is the session's (``model_cache_dir``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,12 @@ def _text(tokens: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def ov_settings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    # The export takes a minute or more on 2 busy cores: it is kept in pytest's cache between
-    # runs (every artifact is verified against its manifest before use), in a tmp dir without it.
-    cache = getattr(pytestconfig, "cache", None)
-    models = cache.mkdir("embedding-models") if cache is not None else None
+def ov_settings(model_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # The session's cache of exported models: the export (a minute or more on 2 busy cores) is
+    # shared with every other test that embeds with the int8 backends.
     return load_settings(
         data_dir=tmp_path_factory.mktemp("ov-memory"),
-        embedding_cache_dir=models,
+        embedding_cache_dir=model_cache_dir,
         embedding_backend="openvino-int8",
         embedding_model=PACKAGED_MODEL,
         embedding_threads=0,
