@@ -23,24 +23,12 @@ from newsstream.ops.reconcile import reconcile
 from producers.publisher import Publisher
 from store.client import connect
 
+from news_texts import CHESS, FLOODS, RATES
 from probes import milvus_ids, read_topic, wait_for_lag_zero, wait_until
 from running import running_worker, serving
 from worker_procs import news_article, publish_tombstones, settings_env
 
 pytestmark = pytest.mark.integration
-
-FLOODS = (
-    "Floodwaters swept through three villages in the northern province on Tuesday after days "
-    "of torrential rain, forcing thousands of residents to leave their homes, officials said."
-)
-RATES = (
-    "The central bank kept its main interest rate unchanged on Thursday, saying inflation was "
-    "easing more slowly than expected and that borrowing costs would stay high for some time."
-)
-CHESS = (
-    "A teenage grandmaster won the national chess championship on Sunday with a quiet endgame "
-    "that left older rivals searching for answers after eleven rounds of play in the capital."
-)
 
 
 def test_each_id_of_a_run_is_explained_and_reconcile_requeues_only_a_lost_indexed_row(
