@@ -44,12 +44,11 @@ Parts:
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +59,7 @@ from rich.progress import Progress, TaskID
 
 from consumers.story_rule import Bars, StoryFeatures, StoryRule, best_story
 from newsstream.evals.dedup import BbcDoc, SilverPair, load_bbc, load_msrp
+from newsstream.evals.feed_day import FeedItem, load_feed_day
 from newsstream.evals.story_labels import (
     JUDGEMENTS,
     REWRITES,
@@ -338,41 +338,6 @@ def msrp_report(
         "note": "MSRP non-paraphrases come from clusters of one news event: joining them is "
         "not necessarily wrong.",
     }
-
-
-@dataclass(frozen=True)
-class FeedItem:
-    """One quality-kept item of the feed day, as the worker would store it."""
-
-    id: str
-    source: str
-    title: str
-    text: str
-    published_at: int | None
-
-
-def load_feed_day(feeds_dir: Path) -> list[FeedItem]:
-    """Parse and clean every item of ``feeds_dir/index.tsv``'s feeds; quality rejects and
-    repeated ids are skipped (the worker stores an id once)."""
-
-    from consumers.clean import clean_article
-    from consumers.quality import check_quality
-    from producers.parser import parse_feed
-
-    with (feeds_dir / "index.tsv").open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    items: dict[str, FeedItem] = {}
-    for row in rows:
-        body = (feeds_dir / f"{row['file']}.xml").read_bytes()
-        parsed = parse_feed(body, feed_url=row["channel_link"], feed_id=row["file"])
-        for article in parsed.articles:
-            clean = clean_article(article)
-            if check_quality(clean) is not None or article.id in items:
-                continue
-            items[article.id] = FeedItem(
-                article.id, article.source, clean.title, clean.text, article.published_at
-            )
-    return list(items.values())
 
 
 def feed_day_report(
