@@ -72,13 +72,18 @@ check: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one test file per process at a time:
+# most of its time is spent waiting on servers, restarts and kills, not on the CPU.
+TEST_WORKERS ?= 2
+
 test: $(DEV_STAMP) debs check
-	$(PY) -m pytest -q -ra --durations=25
+	$(PY) -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 # The integration and fault layers against the PyPI `milvus` 2.3 server (the default of `up`)
 # instead of Milvus Lite; `make test` runs them on Lite and the e2e layer on the server.
 test-server: $(DEV_STAMP) debs
-	NEWSSTREAM_TEST_MILVUS=server $(PY) -m pytest -q -ra tests/integration tests/faults
+	NEWSSTREAM_TEST_MILVUS=server $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile \
+	  tests/integration tests/faults
 
 bench: $(DEV_STAMP)
 	$(VENV)/bin/newsstream bench all

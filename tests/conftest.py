@@ -248,7 +248,16 @@ def make_settings(
 def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache of exported models for the session's workers and `up`s: each of them would
     otherwise export the int8 model again into its fresh data dir (tests of the export itself
-    use caches of their own)."""
+    use caches of their own).
+
+    Under pytest-xdist the processes of one run share it (the parent of each process's base
+    temp dir is the run's): the export cache serialises builders on a file lock and renames
+    each finished entry into place, so two processes never see a half-written export.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "models"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("models")
 
 
