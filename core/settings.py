@@ -62,6 +62,29 @@ class Settings(BaseSettings):
             "dead_lettered, deleted, expired) and its times; read by explain and reconcile."
         ),
     )
+    kafka_feeds_topic: str | None = Field(
+        None,
+        description=(
+            "Compacted topic of the feed registry (key = feed id, value = the feed as JSON, "
+            "null = removed); producers share its partitions in one consumer group. Unset = "
+            "the articles topic's name with `.feeds` for `.articles` (`news.feeds`)."
+        ),
+    )
+    kafka_feed_state_topic: str | None = Field(
+        None,
+        description=(
+            "Compacted topic of each feed's poll state (validators, seen entries), partitioned "
+            "like the feeds topic, so a feed's next owner resumes it. Unset = the articles "
+            "topic's name with `.feed-state` for `.articles` (`news.feed-state`)."
+        ),
+    )
+    producer_group_id: str | None = Field(
+        None,
+        description=(
+            "Consumer group of the producers over the feeds topic (Kafka gives each feed to "
+            "one live producer). Unset = the feeds topic's name with `-producers`."
+        ),
+    )
     audit_retention_days: int = Field(
         365, ge=1, le=36_500, description="Days the audit topic keeps a record (time retention)."
     )
@@ -396,6 +419,21 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def feeds_topic(self) -> str:
+        """The feed registry's topic: ``kafka_feeds_topic``, else derived from the articles'."""
+        return self.kafka_feeds_topic or _sibling_topic(self.kafka_topic, "feeds")
+
+    @property
+    def feed_state_topic(self) -> str:
+        """The feed poll state's topic: ``kafka_feed_state_topic``, else derived."""
+        return self.kafka_feed_state_topic or _sibling_topic(self.kafka_topic, "feed-state")
+
+    @property
+    def producer_group(self) -> str:
+        """The producers' consumer group: ``producer_group_id``, else derived."""
+        return self.producer_group_id or f"{self.feeds_topic}-producers"
+
+    @property
     def model_cache_dir(self) -> Path:
         """The directory of exported models: ``embedding_cache_dir``, else ``<data dir>/models``."""
         return self.embedding_cache_dir or self.data_dir / "models"
@@ -405,6 +443,12 @@ class Settings(BaseSettings):
         """The base URL clients use to reach the API started with these settings."""
         host = "127.0.0.1" if self.api_host in ("0.0.0.0", "") else self.api_host
         return f"http://{host}:{self.api_port}"
+
+
+def _sibling_topic(articles_topic: str, name: str) -> str:
+    """``news.articles`` -> ``news.<name>``; a name without that suffix gets ``.<name>`` added."""
+    stem = articles_topic.removesuffix(".articles")
+    return f"{stem}.{name}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -22,6 +22,11 @@ How registry feeds and config-file feeds merge (:func:`resolve_feeds`):
   editing that file (the command says so). Removing a feed keeps its poll state, so adding it
   again does not republish what was already delivered.
 
+Shared by producers: :func:`producers.feed_topic.open_registry` gives the registry a sink that
+writes every change to the feeds topic, which the producers' group polls from
+(:mod:`producers.shard`); this SQLite file stays the local view, and a producer publishes at
+start the local feeds the topic never held (the packaged defaults included).
+
 Guarantees: URLs are validated (http or https with a host) before anything is stored; OPML is
 parsed without DTDs or entities (a document that declares entities is refused).
 """
@@ -33,9 +38,11 @@ import sqlite3
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from core.errors import ConfigurationError, InvalidInput
@@ -106,10 +113,28 @@ def validate_url(url: str) -> str:
     return text
 
 
-class FeedRegistry:
-    """Registry feeds in SQLite (thread-safe; several processes may share the file)."""
+class RegistrySink(Protocol):
+    """Where registry changes go besides SQLite: the feeds topic
+    (:class:`producers.feed_topic.FeedTopicWriter`), which producers share."""
 
-    def __init__(self, path: Path) -> None:
+    def put(self, specs: Iterable[FeedSpec]) -> None: ...
+
+    def remove(self, feed_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FeedRegistry:
+    """Registry feeds in SQLite (thread-safe; several processes may share the file).
+
+    With a ``sink``, every change (add, update, remove, import) is also written to it and
+    acknowledged before the method returns; the registry closes it. A sink error
+    (:class:`core.errors.TransientError` when Kafka is away) propagates after the local file
+    changed: running the same command again is harmless (same key, same value).
+    """
+
+    def __init__(self, path: Path, sink: RegistrySink | None = None) -> None:
+        self._sink = sink
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -121,6 +146,8 @@ class FeedRegistry:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._sink is not None:
+            self._sink.close()
 
     def add(
         self,
@@ -134,6 +161,14 @@ class FeedRegistry:
         ``retention_days`` sets the feed's own window when given; None leaves a registered
         feed's window as it was (a new feed then follows the global window).
         """
+        stored, new = self._add_local(url, name, tags, retention_days)
+        if self._sink is not None:
+            self._sink.put([stored])
+        return stored, new
+
+    def _add_local(
+        self, url: str, name: str, tags: tuple[str, ...], retention_days: int | None
+    ) -> tuple[FeedSpec, bool]:
         days = check_retention_days(retention_days)
         spec = FeedSpec(url=validate_url(url), name=name.strip(), tags=_clean_tags(tags))
         with self._lock:
@@ -159,7 +194,10 @@ class FeedRegistry:
             changed = self._db.execute(
                 "UPDATE feed_registry SET retention_days=? WHERE feed_id=?", (checked, target)
             ).rowcount
-        return self.get(target) if changed else None
+        spec = self.get(target) if changed else None
+        if spec is not None and self._sink is not None:
+            self._sink.put([spec])
+        return spec
 
     def remove(self, url_or_id: str) -> FeedSpec | None:
         """Remove a feed by URL or id; returns it, or None when the registry does not hold it."""
@@ -168,6 +206,8 @@ class FeedRegistry:
         if found is not None:
             with self._lock:
                 self._db.execute("DELETE FROM feed_registry WHERE feed_id=?", (target,))
+            if self._sink is not None:
+                self._sink.remove(target)
         return found
 
     def get(self, ident: str) -> FeedSpec | None:
@@ -188,10 +228,14 @@ class FeedRegistry:
     def import_opml(self, path: Path) -> tuple[int, int]:
         """Add every feed of an OPML file; returns (added, already there)."""
         added = existing = 0
+        stored: list[FeedSpec] = []
         for spec in parse_opml(path)[0]:
-            _spec_added, new = self.add(spec.url, spec.name, spec.tags, spec.retention_days)
+            kept, new = self._add_local(spec.url, spec.name, spec.tags, spec.retention_days)
+            stored.append(kept)
             added += new
             existing += not new
+        if stored and self._sink is not None:
+            self._sink.put(stored)
         return added, existing
 
 

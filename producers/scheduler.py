@@ -125,10 +125,32 @@ class Scheduler:
         self._broken: set[str] = set()
         self._broken_lock = threading.Lock()
         self._kafka_blocked = threading.Event()
+        self._active: set[str] = set()
+        self._idle = threading.Condition()
 
     @property
     def feeds(self) -> list[FeedSpec]:
         return list(self._feeds)
+
+    def set_feeds(self, feeds: Sequence[FeedSpec]) -> None:
+        """Replace the feeds to poll (thread-safe): :meth:`run` polls an added feed when its
+        stored state says it is due and starts no new poll of a removed one."""
+        self._feeds = list(feeds)
+
+    def wait_idle(self, feed_ids: set[str], timeout_s: float) -> bool:
+        """Wait until no poll of ``feed_ids`` is running (so their state is committed); returns
+        False when ``timeout_s`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not (self._active & feed_ids), timeout_s)
+
+    def _tracked_poll(self, feed: FeedSpec) -> PollReport:
+        # Marked active by _submit_due, before the pool starts it: wait_idle sees it queued.
+        try:
+            return self.poll_feed(feed)
+        finally:
+            with self._idle:
+                self._active.discard(feed.id)
+                self._idle.notify_all()
 
     @property
     def parser(self) -> Parser:
@@ -303,8 +325,17 @@ class Scheduler:
         due = {s.feed_id: s.next_poll_at for s in self._state.all_feeds()}
         running: dict[str, tuple[str, Future[PollReport]]] = {}
         refreshed = time.monotonic()
+        polled = self._feeds
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             while not stop.is_set():
+                if self._feeds is not polled:
+                    # Feeds handed to this scheduler while it runs (another producer's, with
+                    # the state it left): due when their stored state says so.
+                    before = {f.id for f in polled}
+                    polled = self._feeds
+                    for feed in polled:
+                        if feed.id not in before:
+                            due[feed.id] = self._state.feed(feed.id, feed.url).next_poll_at
                 for feed_id in [k for k, (_h, f) in running.items() if f.done()]:
                     _host, future = running.pop(feed_id)
                     error = future.exception()
@@ -339,4 +370,6 @@ class Scheduler:
             if feed.id in running or per_host[host] >= self._hosts.per_host:
                 continue
             per_host[host] += 1
-            running[feed.id] = (host, pool.submit(self.poll_feed, feed))
+            with self._idle:
+                self._active.add(feed.id)
+            running[feed.id] = (host, pool.submit(self._tracked_poll, feed))

@@ -15,6 +15,8 @@ from types import FrameType
 from core.kafka import ensure_topics
 from core.settings import Settings
 from core.status import StatusPublisher
+from producers.feed_state_topic import StateJournal
+from producers.feed_topic import seed_feeds
 from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher
 from producers.publisher import Publisher
@@ -22,6 +24,7 @@ from producers.registry import FeedRegistry, resolve_feeds, state_path
 from producers.sandbox import ParserPool
 from producers.schedule import SchedulePolicy
 from producers.scheduler import PUBLISH_INCOMPLETE, PollReport, Scheduler
+from producers.shard import FeedShard
 from producers.state import ProducerState
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,35 @@ def poll_failed(report: PollReport) -> bool:
     return report.error is not None or report.result == PUBLISH_INCOMPLETE
 
 
-def _feed_snapshot(state: ProducerState) -> dict[str, dict[str, object]]:
-    """Status of every polled feed, keyed by feed id (advisory, published every few seconds)."""
+def _run_sharded(
+    settings: Settings, scheduler: Scheduler, state: ProducerState, stop: threading.Event
+) -> None:
+    """Poll the feeds this producer owns in the group until ``stop`` (see :mod:`producers.shard`)."""
+    journal = StateJournal(settings, state)
+    state.on_commit(journal.record)
+    shard = FeedShard(settings, scheduler, state, journal)
+    # Feed health for the API's /feeds and the dashboard (they meet through Kafka): the feeds
+    # this producer owns now; their previous owner published the rest.
+    status = StatusPublisher(
+        settings, "feed", lambda: _feed_snapshot(state, {f.id for f in scheduler.feeds})
+    ).start()
+    poller = threading.Thread(target=scheduler.run, args=(stop,), name="poller", daemon=True)
+    poller.start()
+    try:
+        shard.run(stop)
+    finally:
+        stop.set()
+        poller.join(30)
+        status.close()
+        state.on_commit(None)
+        journal.close()
+
+
+def _feed_snapshot(
+    state: ProducerState, owned: set[str] | None = None
+) -> dict[str, dict[str, object]]:
+    """Status of every polled feed (of ``owned`` when given), keyed by feed id (advisory,
+    published every few seconds)."""
     return {
         feed.feed_id: {
             "feed_id": feed.feed_id,
@@ -105,12 +135,35 @@ def _feed_snapshot(state: ProducerState) -> dict[str, dict[str, object]]:
             "next_poll_at": feed.next_poll_at,
         }
         for feed in state.all_feeds()
+        if owned is None or feed.feed_id in owned
     }
 
 
+def _local_feeds(settings: Settings) -> list[FeedSpec]:
+    """The feeds of this machine's registry and feeds file (or the packaged list)."""
+    registry = FeedRegistry(state_path(settings.data_dir))
+    try:
+        return [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+    finally:
+        registry.close()
+
+
 def run_producer(settings: Settings, *, once: bool = False) -> list[PollReport]:
-    """Poll feeds (once, or until a stop signal); returns the reports of a single pass."""
-    scheduler, publisher, fetcher, state = build_scheduler(settings)
+    """Poll feeds (once, or until a stop signal); returns the reports of a single pass.
+
+    With ``once``, every feed of the local registry and feeds file is polled here. Otherwise
+    the producer seeds the feeds topic with the local feeds it never held
+    (:func:`producers.feed_topic.seed_feeds`) and polls the feeds Kafka assigns it in the
+    producers' group (:mod:`producers.shard`), replicating each poll's state to the feed-state
+    topic, until SIGTERM or SIGINT.
+    """
+    if once:
+        scheduler, publisher, fetcher, state = build_scheduler(settings)
+    else:
+        seeded = seed_feeds(settings, _local_feeds(settings))
+        if seeded:
+            log.info("published %d local feeds to %s", seeded, settings.feeds_topic)
+        scheduler, publisher, fetcher, state = build_scheduler(settings, feeds=[])
     try:
         if once:
             reports = scheduler.poll_all()
@@ -126,12 +179,7 @@ def run_producer(settings: Settings, *, once: bool = False) -> list[PollReport]:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        # Feed health for the API's /feeds and the dashboard (they meet through Kafka).
-        status = StatusPublisher(settings, "feed", lambda: _feed_snapshot(state)).start()
-        try:
-            scheduler.run(stop)
-        finally:
-            status.close()
+        _run_sharded(settings, scheduler, state, stop)
         return []
     finally:
         left = publisher.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,7 @@ class ProducerState:
         if "interval_s" not in columns:  # a state file from before adaptive intervals
             self._db.execute("ALTER TABLE feed_state ADD COLUMN interval_s REAL")
         self._lock = threading.Lock()
+        self._listener: Callable[[FeedState], None] | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -117,9 +118,17 @@ class ProducerState:
         return {aid for aid, digest in pairs if known.get(aid) != digest}
 
     def commit_poll(
-        self, state: FeedState, delivered: Iterable[tuple[str, str]], now: float | None = None
+        self,
+        state: FeedState,
+        delivered: Iterable[tuple[str, str]],
+        now: float | None = None,
+        *,
+        notify: bool = True,
     ) -> None:
-        """Record a finished poll: the feed's new state and the entries Kafka acknowledged."""
+        """Record a finished poll: the feed's new state and the entries Kafka acknowledged.
+
+        Then, with ``notify``, the commit listener (:meth:`on_commit`) is told of the new state.
+        """
         stamp = time.time() if now is None else now
         rows = [(aid, state.feed_id, digest, stamp) for aid, digest in delivered]
         with self._lock:
@@ -151,6 +160,38 @@ class ProducerState:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        listener = self._listener
+        if notify and listener is not None:
+            listener(state)
+
+    def on_commit(self, listener: Callable[[FeedState], None] | None) -> None:
+        """Call ``listener`` with a feed's state after each committed poll (the producers
+        replicate it to the feed-state topic); None stops it."""
+        self._listener = listener
+
+    def seen_of(self, feed_id: str, limit: int) -> list[tuple[str, str]]:
+        """The feed's delivered entries ``(article id, fingerprint)``, newest first, at most
+        ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT article_id, content_hash FROM seen_entry WHERE feed_id=? "
+                "ORDER BY delivered_at DESC LIMIT ?",
+                (feed_id, limit),
+            ).fetchall()
+        return [(str(aid), str(digest)) for aid, digest in rows]
+
+    def adopt(self, state: FeedState, seen: Iterable[tuple[str, str]]) -> bool:
+        """Take over a feed's state written by another producer (see
+        :mod:`producers.feed_state_topic`), unless the local state is at least as recent (same
+        or later last fetch); returns whether it was adopted. Seen entries are added either way,
+        so nothing delivered elsewhere is published again."""
+        local = self.feed(state.feed_id, state.url)
+        newer = (state.last_fetch_at or 0.0) > (local.last_fetch_at or 0.0)
+        if newer:
+            self.commit_poll(state, seen, notify=False)
+        else:
+            self.commit_poll(local, seen, notify=False)
+        return newer
 
     def forget_older_than(self, seconds: float) -> int:
         """Drop seen entries delivered more than ``seconds`` ago; returns how many."""

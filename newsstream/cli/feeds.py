@@ -3,9 +3,10 @@
 ``add URL [--name --tags --retention-days]``, ``update URL|ID [--retention-days N |
 --default-retention]``, ``remove URL|ID``, ``list`` (with each feed's poll status),
 ``import FILE.opml``, ``export [--output FILE]`` and ``snapshot DIR`` (save every feed's current
-document for a later ``newsstream up --replay DIR``). The registry lives in the data dir's
+document for a later ``newsstream up --replay DIR``). The local registry lives in the data dir's
 ``producer.sqlite3``; how it merges with the feeds file is documented in
-:mod:`producers.registry`. A running producer picks up changes within 30 s.
+:mod:`producers.registry`. Changes are also written to the feeds topic (on the configured Kafka,
+or the broker of a running `newsstream up`), from which running producers pick them up at once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ def _polled_feeds(settings: Settings) -> list[FeedSpec]:
         registry.close()
 
 
+def _writable_registry(settings: Settings) -> FeedRegistry:
+    """The registry whose changes also go to the feeds topic the producers share: on the
+    configured Kafka, else on the broker of the `newsstream up` running with this data dir;
+    with neither, only the local file changes (the producer publishes it when it starts)."""
+    from newsstream.stack.up_marker import running_up
+    from producers.feed_topic import open_registry
+
+    if settings.kafka_bootstrap is None:
+        running = running_up(settings.data_dir)
+        if running is not None and running.kafka_bootstrap:
+            settings = settings.model_copy(update={"kafka_bootstrap": running.kafka_bootstrap})
+    try:
+        return open_registry(settings)
+    except NewsstreamError as exc:
+        raise fail(exc) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``feeds`` command group to ``app``."""
     feeds = typer.Typer(help="Manage the feed registry.", no_args_is_help=True)
@@ -67,7 +85,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Add a feed (or update its name and tags)."""
-        registry = FeedRegistry(state_path(settings_or_exit().data_dir))
+        registry = _writable_registry(settings_or_exit())
         try:
             spec, new = registry.add(url, name, tuple(tags or ()), retention_days)
         except NewsstreamError as exc:
@@ -91,7 +109,7 @@ def register(app: typer.Typer) -> None:
         """Change a registry feed's retention window (the next retention sweep applies it)."""
         if (retention_days is None) == (not default_retention):
             raise typer.BadParameter("give exactly one of --retention-days and --default-retention")
-        registry = FeedRegistry(state_path(settings_or_exit().data_dir))
+        registry = _writable_registry(settings_or_exit())
         try:
             spec = registry.set_retention(target, retention_days)
         except NewsstreamError as exc:
@@ -107,7 +125,7 @@ def register(app: typer.Typer) -> None:
     def remove(target: Annotated[str, typer.Argument(help="The feed's URL or id.")]) -> None:
         """Remove a registry feed (its poll state is kept)."""
         settings = settings_or_exit()
-        registry = FeedRegistry(state_path(settings.data_dir))
+        registry = _writable_registry(settings)
         try:
             removed = registry.remove(target)
             if removed is None:
@@ -169,7 +187,7 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="An OPML file.", exists=True, dir_okay=False)],
     ) -> None:
         """Add every feed of an OPML file to the registry."""
-        registry = FeedRegistry(state_path(settings_or_exit().data_dir))
+        registry = _writable_registry(settings_or_exit())
         try:
             specs, problems = parse_opml(file)
             added, existing = registry.import_opml(file)
