@@ -105,7 +105,6 @@ def test_every_rendered_object_is_valid(
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "ScaledObject",
-        "PersistentVolumeClaim",
     }
     assert len(kinds(base)["Deployment"]) == 4
     assert not validate_all(base, version)

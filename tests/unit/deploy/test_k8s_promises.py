@@ -81,8 +81,8 @@ def test_every_container_is_non_root_read_only_and_unprivileged(name: str) -> No
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
 def test_what_must_be_writable_is_a_volume(name: str) -> None:
-    """With a read-only root, the data dir and /tmp are volumes (emptyDir, or the producer's
-    claim: its feed state must survive restarts)."""
+    """With a read-only root, the data dir and /tmp are volumes (emptyDir: the producers' feed
+    state lives on the feed-state topic, their data dir is a cache)."""
     deployment = DEPLOYMENTS[name]
     volumes = {v["name"]: v for v in pod_spec(deployment).get("volumes", [])}
     data_dir = settings_env()["NEWSSTREAM_DATA_DIR"]
@@ -92,11 +92,7 @@ def test_what_must_be_writable_is_a_volume(name: str) -> None:
             assert path in mounts, f"{name}: {path} is not writable"
             assert mounts[path] in volumes, f"{name}: volume {mounts[path]} undeclared"
         data = volumes[mounts[data_dir]]
-        if component(deployment) == "producer":
-            claim = data.get("persistentVolumeClaim", {}).get("claimName")
-            assert claim in of_kind(BASE_OBJECTS, "PersistentVolumeClaim"), f"{name}: {claim}"
-        else:
-            assert "emptyDir" in data, f"{name}: data dir is no emptyDir"
+        assert "emptyDir" in data, f"{name}: data dir is no emptyDir"
 
 
 def probe_target(container: dict[str, Any], kind: str) -> tuple[str, int]:
@@ -249,14 +245,26 @@ def test_the_overlay_keeps_the_api_available_through_disruptions() -> None:
     for name, deployment in DEPLOYMENTS.items():
         if name in owned:
             assert "replicas" not in deployment["spec"], f"{name}: an autoscaler owns replicas"
+        elif component(deployment) == "producer":
+            # Producers share the feeds through their consumer group (see the next test).
+            assert deployment["spec"].get("replicas") == 2, name
         else:
-            # One producer per feed list; trends' single partition has one active member.
+            # Trends' single partition has one active member.
             assert deployment["spec"].get("replicas") == 1, name
 
 
-def test_the_producer_is_never_two_at_once() -> None:
+def test_producers_share_the_feeds_and_survive_a_rolling_update() -> None:
+    """Two replicas in one group: a feed is polled by one live replica at a time, so a rolling
+    update (old and new pods side by side) polls nothing twice, and one replica stays up."""
     (producer,) = [d for d in DEPLOYMENTS.values() if component(d) == "producer"]
-    assert producer["spec"]["strategy"]["type"] == "Recreate"
+    strategy = producer["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    (container,) = containers(producer)
+    env = {e["name"] for e in container.get("env", [])}
+    assert not env & {"NEWSSTREAM_FEEDS_FILE", "NEWSSTREAM_PRODUCER_GROUP_ID"}, (
+        "replicas of one Deployment share one feed list and one group"
+    )
 
 
 def test_the_api_service_reaches_the_api_port() -> None:
