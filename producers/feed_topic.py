@@ -21,7 +21,6 @@ held (:func:`seed_feeds`: same key and same value, so several producers seeding 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -227,17 +226,3 @@ def open_registry(settings: Settings) -> FeedRegistry:
     too when a Kafka bootstrap is configured (the caller closes it)."""
     sink = FeedTopicWriter(settings) if settings.kafka_bootstrap else None
     return FeedRegistry(state_path(settings.data_dir), sink=sink)
-
-
-def wait_for_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> None:
-    """Wait until ``topic`` exists (created by :func:`ensure_feed_topics` elsewhere)."""
-    admin = admin_client(settings)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if topic in admin.list_topics(timeout=5).topics:
-                return
-        except KafkaException:
-            pass
-        time.sleep(0.2)
-    raise TransientError(f"topic {topic!r} did not appear within {timeout_s:.0f} s")

@@ -352,8 +352,11 @@ class Scheduler:
                     continue
                 self._submit_due(pool, running, due)
                 stop.wait(0.2)
-            for _host, future in running.values():
-                future.cancel()
+            for feed_id, (_host, future) in running.items():
+                if future.cancel():  # never started: not a poll in flight for wait_idle
+                    with self._idle:
+                        self._active.discard(feed_id)
+                        self._idle.notify_all()
 
     def _submit_due(
         self,
