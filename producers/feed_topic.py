@@ -32,7 +32,7 @@ from core.kafka import admin_client, producer_config
 from core.ledger import ledger_partition
 from core.settings import Settings
 from producers.feeds import FeedSpec
-from producers.registry import FeedRegistry, state_path
+from producers.registry import FeedOrigin, FeedRegistry, ResolvedFeed, state_path
 
 #: Version of a feed record's JSON; a reader refuses versions it does not know.
 SPEC_VERSION = 1
@@ -205,13 +205,19 @@ def read_feed_keys(settings: Settings, timeout_s: float = 30.0) -> dict[str, byt
     return latest
 
 
-def seed_feeds(settings: Settings, local: Iterable[FeedSpec]) -> int:
+def seed_feeds(settings: Settings, local: Iterable[ResolvedFeed]) -> int:
     """Publish the feeds of ``local`` whose id the feeds topic never held (neither a value nor
     a tombstone); returns how many. Feeds the topic knows keep the topic's value: it is the
-    registry, and a removal made elsewhere wins over a stale local copy."""
+    registry, and a removal made elsewhere wins over a stale local copy. The packaged default
+    feeds stand in only for an empty registry: they are published only while the topic holds
+    no record at all."""
     ensure_feed_topics(settings)
     known = read_feed_keys(settings)
-    fresh = [spec for spec in local if spec.id not in known]
+    fresh = [
+        r.spec
+        for r in local
+        if r.spec.id not in known and (r.origin != FeedOrigin.DEFAULT or not known)
+    ]
     if fresh:
         writer = FeedTopicWriter(settings)
         try:
@@ -219,6 +225,20 @@ def seed_feeds(settings: Settings, local: Iterable[FeedSpec]) -> int:
         finally:
             writer.close()
     return len(fresh)
+
+
+def remove_from_topic(settings: Settings, feed_id: str) -> FeedSpec | None:
+    """Remove a feed the feeds topic holds (whatever registry or file it came from); returns
+    it, or None when the topic does not hold it (nothing is written then)."""
+    value = read_feed_keys(settings).get(feed_id)
+    if value is None:
+        return None
+    writer = FeedTopicWriter(settings)
+    try:
+        writer.remove(feed_id)
+    finally:
+        writer.close()
+    return decode_spec(value)
 
 
 def open_registry(settings: Settings) -> FeedRegistry:

@@ -143,6 +143,11 @@ class FeedRegistry:
         _migrate(self._db)
         self._lock = threading.Lock()
 
+    @property
+    def shared(self) -> bool:
+        """True when changes also go to the feeds topic the producers share."""
+        return self._sink is not None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -1,8 +1,10 @@
 """The producer process: builds the fetcher, publisher, state and scheduler from settings.
 
-``run_producer`` polls until SIGTERM/SIGINT; with ``once`` it polls every feed one time and
-returns the reports (:func:`poll_failed` tells which of them failed). Kafka's delivery reports are awaited before any feed state advances.
-The feeds are the config file's merged with the registry's (see :mod:`producers.registry`).
+``run_producer`` polls until SIGTERM/SIGINT the feeds Kafka assigns this producer in the
+producers' consumer group (:mod:`producers.shard`; one producer alone gets every feed); with
+``once`` it polls every local feed (the config file's merged with the registry's, see
+:mod:`producers.registry`) one time and returns the reports (:func:`poll_failed` tells which of
+them failed). Kafka's delivery reports are awaited before any feed state advances.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from producers.feed_topic import seed_feeds
 from producers.feeds import FeedSpec
 from producers.fetcher import Fetcher
 from producers.publisher import Publisher
-from producers.registry import FeedRegistry, resolve_feeds, state_path
+from producers.registry import FeedRegistry, ResolvedFeed, resolve_feeds, state_path
 from producers.sandbox import ParserPool
 from producers.schedule import SchedulePolicy
 from producers.scheduler import PUBLISH_INCOMPLETE, PollReport, Scheduler
@@ -139,11 +141,11 @@ def _feed_snapshot(
     }
 
 
-def _local_feeds(settings: Settings) -> list[FeedSpec]:
+def _local_feeds(settings: Settings) -> list[ResolvedFeed]:
     """The feeds of this machine's registry and feeds file (or the packaged list)."""
     registry = FeedRegistry(state_path(settings.data_dir))
     try:
-        return [r.spec for r in resolve_feeds(settings.feeds_file, registry)]
+        return resolve_feeds(settings.feeds_file, registry)
     finally:
         registry.close()
 

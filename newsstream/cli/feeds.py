@@ -51,19 +51,38 @@ def _polled_feeds(settings: Settings) -> list[FeedSpec]:
         registry.close()
 
 
-def _writable_registry(settings: Settings) -> FeedRegistry:
-    """The registry whose changes also go to the feeds topic the producers share: on the
-    configured Kafka, else on the broker of the `newsstream up` running with this data dir;
-    with neither, only the local file changes (the producer publishes it when it starts)."""
+def _shared_settings(settings: Settings) -> Settings:
+    """``settings`` on the broker the producers share: the configured Kafka, else the broker of
+    the `newsstream up` running with this data dir (no bootstrap when there is neither)."""
     from newsstream.stack.up_marker import running_up
-    from producers.feed_topic import open_registry
 
     if settings.kafka_bootstrap is None:
         running = running_up(settings.data_dir)
         if running is not None and running.kafka_bootstrap:
-            settings = settings.model_copy(update={"kafka_bootstrap": running.kafka_bootstrap})
+            return settings.model_copy(update={"kafka_bootstrap": running.kafka_bootstrap})
+    return settings
+
+
+def _writable_registry(settings: Settings) -> FeedRegistry:
+    """The registry whose changes also go to the feeds topic the producers share
+    (:func:`_shared_settings`); without a broker only the local file changes (a producer
+    publishes it when it starts)."""
+    from producers.feed_topic import open_registry
+
     try:
-        return open_registry(settings)
+        return open_registry(_shared_settings(settings))
+    except NewsstreamError as exc:
+        raise fail(exc) from None
+
+
+def _remove_shared(settings: Settings, target: str) -> FeedSpec | None:
+    """Remove ``target`` (URL or id) from the feeds topic; None when the topic lacks it."""
+    from producers.feed_topic import remove_from_topic
+    from producers.feeds import feed_id
+
+    ident = feed_id(target.strip()) if "://" in target else target.strip()
+    try:
+        return remove_from_topic(_shared_settings(settings), ident)
     except NewsstreamError as exc:
         raise fail(exc) from None
 
@@ -128,6 +147,10 @@ def register(app: typer.Typer) -> None:
         registry = _writable_registry(settings)
         try:
             removed = registry.remove(target)
+            if removed is None and registry.shared:
+                # Not in this machine's registry: the shared registry may still hold it (a
+                # feed added elsewhere, or published from a feeds file or the default list).
+                removed = _remove_shared(settings, target)
             if removed is None:
                 in_file = [
                     r
