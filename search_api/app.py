@@ -32,7 +32,7 @@ from core.errors import TransientError
 from core.settings import Settings
 from embedding.embedder import Embedder
 from search_api.acked_producer import AckedProducer, RecordSink
-from search_api.admin_routes import attach_admin
+from search_api.admin_routes import AdminActions, attach_admin
 from search_api.article_routes import attach_articles
 from search_api.audit import AuditLog
 from search_api.backend import Backend
@@ -65,10 +65,13 @@ def create_app(
     *,
     backend: Backend | None = None,
     sink: RecordSink | None = None,
+    admin: AdminActions | None = None,
 ) -> FastAPI:
     """Build the API app for ``settings``. The embedder may be shared (e.g. in tests); a
     ``backend`` (the index) and a ``sink`` (what the admin routes send to Kafka) may be given
-    in place of the ones made from the settings.
+    in place of the ones made from the settings; ``admin`` (the feed registry and DLQ actions,
+    made by the composition root: ``newsstream serve``) adds the ``/admin/feeds`` and
+    ``/admin/dlq`` routes.
 
     Raises :class:`core.errors.ConfigurationError` when ``settings`` would expose the API
     beyond loopback without API keys.
@@ -160,5 +163,5 @@ def create_app(
 
     attach_articles(app, backend, sink, audit, caller)
     attach_stories(app, settings, backend.stories, caller, sink, audit)
-    attach_admin(app, audit)
+    attach_admin(app, audit, admin, caller)
     return app

@@ -1,7 +1,8 @@
 """The audit: one append-only record per admin action that changes data.
 
 What goes in: an action (:data:`ACTIONS`), its target, who asked (a key fingerprint from
-:func:`search_api.security.caller_identity`, never a key), why, and details. What comes out:
+:func:`search_api.security.caller_identity`, never a key; ``cli:<user>`` for a command run on
+the host), why, and details. What comes out:
 :meth:`AuditLog.record` returns the :class:`AuditRecord` once the broker acknowledged it
 (``acks=all``), else raises :class:`core.errors.TransientError`; :meth:`AuditLog.read` gives the
 records newest first, optionally of one action, a bounded page at a time.
@@ -31,6 +32,10 @@ from search_api.acked_producer import DELIVERY_TIMEOUT_S, Record, RecordSink
 ACTIONS = {
     "article.delete": "an article deleted by an operator (DELETE /articles/{id})",
     "story.split": "articles moved out of a story (POST /stories/{id}/split)",
+    "feed.add": "a feed added, or its name and tags changed (POST /admin/feeds, feeds add)",
+    "feed.retention": "a feed's retention window changed (PATCH /admin/feeds/{id}, feeds update)",
+    "feed.remove": "a feed removed from the registry (DELETE /admin/feeds/{id}, feeds remove)",
+    "dlq.replay": "dead letters re-queued to the articles topic (POST /admin/dlq/replay, dlq replay)",
 }
 #: Records one audit page holds at most, and records one read looks through at most.
 MAX_PAGE = 500
@@ -45,8 +50,14 @@ class AuditRecord(BaseModel):
     id: str = Field(description="This record's own id (hex).")
     at: float = Field(description="When it was recorded (epoch seconds).")
     action: str = Field(description="What was done (see ACTIONS).")
-    target: str = Field(description="What it was done to (an article or story id).")
-    by: str = Field(description="Who: `key:<fingerprint>` of the API key, or `loopback`.")
+    target: str = Field(
+        description="What it was done to (an article, story or feed id; a DLQ replay: its stage "
+        "or `all`)."
+    )
+    by: str = Field(
+        description="Who: `key:<fingerprint>` of the API key, `loopback`, or `cli:<user>` for a "
+        "command run on the host."
+    )
     reason: str | None = Field(None, description="Why, as the caller said.")
     details: dict[str, Any] = Field(default_factory=dict, description="Action-specific facts.")
 

@@ -49,7 +49,7 @@ OPEN_PATHS = frozenset(
 )
 OPEN_PREFIXES = ("/dashboard/static/", f"{DOCS_STATIC_URL}/")
 #: GET routes that need an admin key (every other GET needs a read key).
-ADMIN_READ_PATHS = frozenset({"/audit"})
+ADMIN_READ_PATHS = frozenset({"/audit", "/admin/feeds", "/admin/dlq"})
 MAX_BUCKETS = 10_000
 
 

@@ -25,7 +25,14 @@ from newsstream.cli.common import console, err_console, fail
 
 #: The actions ``GET /audit`` filters by (kept in step with ``search_api.audit.ACTIONS``; the
 #: API names them when given another).
-AUDIT_ACTIONS = ("article.delete", "story.split")
+AUDIT_ACTIONS = (
+    "article.delete",
+    "story.split",
+    "feed.add",
+    "feed.retention",
+    "feed.remove",
+    "dlq.replay",
+)
 
 
 def article_target(text: str) -> str:
@@ -120,8 +127,10 @@ def register(app: typer.Typer) -> None:
         api_key: ApiKeyOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Admin actions that changed data (deletes, story splits), newest first: when, what,
-        to what, who (the API key's fingerprint, never the key) and why (an admin key)."""
+        """Admin actions that changed data (deletes, story splits, feed additions, retention
+        changes and removals, DLQ replays), newest first: when, what, to what, who (the API
+        key's fingerprint, never the key; `cli:<user>` for a command run on the host) and why
+        (an admin key)."""
         from newsstream.ops.api_client import audit as audit_page
 
         params: dict[str, str | int] = {"limit": limit}

@@ -115,6 +115,7 @@ def serve(
     """
     import uvicorn
 
+    from newsstream.ops.admin_api import admin_actions
     from search_api.app import create_app
     from search_api.security import require_keys_beyond_loopback
 
@@ -125,7 +126,7 @@ def serve(
     except ConfigurationError as exc:
         raise fail(exc) from None
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, admin=admin_actions(settings)),
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",

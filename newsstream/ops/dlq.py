@@ -5,7 +5,8 @@ the original key and bytes plus the headers ``stage``, ``error_class``, ``error_
 ``original_topic``, ``original_partition`` and ``original_offset``.
 
 - :func:`read_dlq` reads the topic to its true end (watermarks are not trusted, see
-  :mod:`newsstream.ops.topic_scan`) and returns :class:`DlqEntry` items.
+  :mod:`newsstream.ops.topic_scan`) and returns :class:`DlqEntry` items; :func:`dlq_listing`
+  is the JSON listing of the command line and the admin API.
 - :func:`replay_dlq` re-produces the original key, bytes and headers (without the DLQ headers)
   to the articles topic with the idempotent producer and waits for every delivery report.
   Only then does it record what it replayed, as committed offsets of a consumer group on the
@@ -14,6 +15,11 @@ the original key and bytes plus the headers ``stage``, ``error_class``, ``error_
   its offset is below either mark, so neither a second replay nor a replay of all stages after
   a replay of one stage re-sends it. A message that is still poison after the "fix" comes back
   to the DLQ as a new message (a new offset), and a later replay will offer it again.
+- Every replay that re-sends messages is an admin action: the audit record ``dlq.replay``
+  (target: the stage or ``all``; details: how many messages, by stage) is written and
+  acknowledged after the DLQ was read and before anything is re-sent, whoever calls it (the
+  admin API names its caller's key; the command line ``cli:<user>``). A dry run, or a replay
+  with nothing left to send, changes nothing and records nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from consumers.dlq import DLQ_HEADERS
 from core.errors import ConfigurationError, TransientError
 from core.metrics import Stage
 from core.settings import Settings
+from newsstream.ops.operator_audit import cli_audit, cli_identity
 from newsstream.ops.requeue import Outgoing, requeue
 from newsstream.ops.topic_scan import ScannedMessage, scan_consumer, scan_topic, topic_partitions
+from search_api.audit import AuditLog
 
 #: Group whose committed offsets on the DLQ topic mark what a replay of every stage re-sent.
 REPLAY_GROUP = "newsstream-dlq-replay"
@@ -114,6 +122,13 @@ def read_dlq(
     return entries if limit is None else entries[:limit]
 
 
+def dlq_listing(settings: Settings, limit: int) -> dict[str, Any]:
+    """``newsstream dlq list --json`` and ``GET /admin/dlq``: the number of DLQ messages and
+    the first ``limit`` of them (partition/offset order) as :meth:`DlqEntry.as_json`."""
+    entries = read_dlq(settings)
+    return {"total": len(entries), "messages": [e.as_json() for e in entries[:limit]]}
+
+
 def replay_group(stage: str | None) -> str:
     """The consumer group that records replays of ``stage`` (``None``: every stage)."""
     return REPLAY_GROUP if stage is None else f"{REPLAY_GROUP}.{stage}"
@@ -129,6 +144,7 @@ class ReplayReport:
     replayed: int = 0
     dry_run: bool = False
     by_stage: Counter[str] = field(default_factory=Counter)
+    audit_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +154,7 @@ class ReplayReport:
             "replayed": self.replayed,
             "dry_run": self.dry_run,
             "by_stage": dict(self.by_stage),
+            "audit_id": self.audit_id,
         }
 
 
@@ -184,12 +201,19 @@ def replay_dlq(
     stage: str | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    *,
+    audit: AuditLog | None = None,
+    by: str | None = None,
+    reason: str | None = None,
 ) -> ReplayReport:
     """Re-produce DLQ messages not replayed before to the articles topic (see module doc).
 
+    The replay is recorded in the audit as ``by`` (default :func:`cli_identity`) with
+    ``reason``, through ``audit`` (default: a writer on the settings' broker, for this call).
+
     Raises :class:`ConfigurationError` for an unknown ``stage`` and :class:`TransientError`
-    when the broker does not answer or a delivery report fails (then nothing is marked as
-    replayed).
+    when the broker does not answer, the audit record is not acknowledged (then nothing is
+    sent) or a delivery report fails (then nothing is marked as replayed).
     """
     if stage is not None and stage not in _known_stages():
         raise ConfigurationError(
@@ -227,11 +251,32 @@ def replay_dlq(
                 outgoing.append(Outgoing(entry.key, entry.value, entry.original_headers()))
     finally:
         consumer.close()
+    report.replayed = len(outgoing)
     if dry_run:
-        report.replayed = len(outgoing)
         return report
+    if outgoing:
+        report.audit_id = _record_replay(settings, audit, by, stage, reason, report)
     on_sent = (lambda n: progress("sent", n)) if progress is not None else None
     report.replayed = requeue(settings, outgoing, "newsstream-dlq-replay", on_sent)
     if ends:
         _commit(settings, replay_group(stage), topic, ends)
     return report
+
+
+def _record_replay(
+    settings: Settings,
+    audit: AuditLog | None,
+    by: str | None,
+    stage: str | None,
+    reason: str | None,
+    report: ReplayReport,
+) -> str:
+    """Write the ``dlq.replay`` audit record of ``report`` (acknowledged); its id."""
+    details = {"messages": report.replayed, "by_stage": dict(report.by_stage)}
+    who = by or cli_identity()
+    if audit is not None:
+        return audit.record("dlq.replay", stage or "all", who, reason, details).id
+    with cli_audit(settings) as own:
+        if own is None:  # unreachable: the replay read the DLQ through this very broker
+            raise ConfigurationError("no broker address to record the replay through")
+        return own.record("dlq.replay", stage or "all", who, reason, details).id

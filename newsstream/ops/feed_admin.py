@@ -1,0 +1,207 @@
+"""Feed registry changes as audited admin actions, shared by ``newsstream feeds`` and the
+admin API (``/admin/feeds``).
+
+What goes in: the settings (the registry is the one of the data dir,
+:func:`producers.registry.state_path`, opened by :func:`producers.feed_topic.open_registry`: with
+a broker, a change goes to the feeds topic the producers share as well), an audit writer (``None``: no broker, see
+:mod:`newsstream.ops.operator_audit`), who asks and why. What comes out: :class:`FeedChange`
+(the feed as the registry now holds it, whether it was new, the audit record's id).
+
+Each change goes the same way: the input is checked as the registry checks it (URL, retention
+bounds: :class:`core.errors.InvalidInput`), the registry is asked whether the feed exists, the
+audit record is written (acknowledged by the broker), and only then does the registry method
+(:meth:`producers.registry.FeedRegistry.add`, ``set_retention``, ``remove``) make the change.
+So an invalid request or an unknown feed leaves no record, and a change never goes unrecorded;
+a record whose change then failed can exist, never the reverse.
+
+Actions (:data:`search_api.audit.ACTIONS`): ``feed.add`` (details: url, name, tags,
+retention_days, whether the feed was new), ``feed.retention`` (details: url, retention_days
+before and after; None follows ``NEWSSTREAM_RETENTION_DAYS``), ``feed.remove`` (details: url).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import NewsstreamError
+from core.settings import Settings
+from producers.feed_topic import open_registry
+from producers.feeds import FeedSpec, feed_id
+from producers.registry import (
+    FeedOrigin,
+    FeedRegistry,
+    FeedStatus,
+    check_retention_days,
+    feed_statuses,
+    resolve_feeds,
+    state_path,
+    validate_url,
+)
+from producers.state import ProducerState
+from search_api.audit import AuditLog
+
+
+class FeedNotInRegistry(NewsstreamError, LookupError):
+    """The registry does not hold the feed; the message says where it comes from instead."""
+
+
+@dataclass(frozen=True)
+class FeedChange:
+    """What one change did: the feed now, whether it is new, the audit record (if recorded)."""
+
+    feed: FeedSpec
+    created: bool
+    audit_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"feed": feed_json(self.feed), "created": self.created, "audit_id": self.audit_id}
+
+
+def feed_json(spec: FeedSpec) -> dict[str, Any]:
+    """A feed as JSON: id, url, name, tags, retention_days."""
+    return {
+        "id": spec.id,
+        "url": spec.url,
+        "name": spec.name,
+        "tags": list(spec.tags),
+        "retention_days": spec.retention_days,
+    }
+
+
+def status_json(row: FeedStatus) -> dict[str, Any]:
+    """One ``feeds list`` row as JSON: the feed, its origin and its poll state."""
+    st = row.state
+    return {
+        **feed_json(row.spec),
+        "origin": str(row.origin),
+        "last_fetch_at": st.last_fetch_at,
+        "last_result": st.last_result,
+        "last_error": st.last_error,
+        "items": st.items,
+        "next_poll_at": st.next_poll_at if st.last_fetch_at else None,
+        "error_streak": st.error_streak,
+    }
+
+
+class FeedAdmin:
+    """The registry of ``settings``' data dir, changed through audited actions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @contextmanager
+    def _registry(self) -> Iterator[FeedRegistry]:
+        # The registry the command line changes: with a broker, its changes go to the feeds
+        # topic the producers share as well.
+        registry = open_registry(self._settings)
+        try:
+            yield registry
+        finally:
+            registry.close()
+
+    def statuses(self) -> list[FeedStatus]:
+        """Every feed polled (feeds file or packaged list, and the registry) with its status."""
+        path = state_path(self._settings.data_dir)
+        registry, state = FeedRegistry(path), ProducerState(path)
+        try:
+            return feed_statuses(self._settings.feeds_file, registry, state)
+        finally:
+            registry.close()
+            state.close()
+
+    def add(
+        self,
+        audit: AuditLog | None,
+        by: str,
+        url: str,
+        name: str = "",
+        tags: tuple[str, ...] = (),
+        retention_days: int | None = None,
+        reason: str | None = None,
+    ) -> FeedChange:
+        """Add a feed (or change its name and tags; its window too when ``retention_days``)."""
+        clean = validate_url(url)
+        days = check_retention_days(retention_days)
+        with self._registry() as registry:
+            before = registry.get(feed_id(clean))
+            details = {
+                "url": clean,
+                "name": name.strip(),
+                "tags": list(tags),
+                "retention_days": days,
+                "new": before is None,
+            }
+            record = _record(audit, "feed.add", feed_id(clean), by, reason, details)
+            spec, created = registry.add(clean, name, tags, days)
+        return FeedChange(spec, created, record)
+
+    def set_retention(
+        self,
+        audit: AuditLog | None,
+        by: str,
+        target: str,
+        retention_days: int | None,
+        reason: str | None = None,
+    ) -> FeedChange:
+        """Set a registry feed's window (None: follow the global window again).
+
+        Raises :class:`FeedNotInRegistry` when the registry does not hold ``target`` (a URL or
+        an id)."""
+        days = check_retention_days(retention_days)
+        with self._registry() as registry:
+            before = self._registered(registry, target)
+            details = {"url": before.url, "retention_days": days, "was": before.retention_days}
+            record = _record(audit, "feed.retention", before.id, by, reason, details)
+            spec = registry.set_retention(before.id, days)
+        if spec is None:  # removed by another process between the two calls
+            raise FeedNotInRegistry(f"{target}: no such feed in the registry")
+        return FeedChange(spec, False, record)
+
+    def remove(
+        self, audit: AuditLog | None, by: str, target: str, reason: str | None = None
+    ) -> FeedChange:
+        """Remove a registry feed (its poll state is kept).
+
+        Raises :class:`FeedNotInRegistry` when the registry does not hold ``target``; for a
+        feed of the feeds file the message says to edit that file."""
+        with self._registry() as registry:
+            found = self._registered(registry, target)
+            record = _record(audit, "feed.remove", found.id, by, reason, {"url": found.url})
+            removed = registry.remove(found.id)
+        return FeedChange(removed or found, False, record)
+
+    def _registered(self, registry: FeedRegistry, target: str) -> FeedSpec:
+        key = target.strip()
+        found = registry.get(feed_id(key) if "://" in key else key)
+        if found is not None:
+            return found
+        elsewhere = [
+            r
+            for r in resolve_feeds(self._settings.feeds_file, registry)
+            if key in (r.spec.url, r.spec.id) and r.origin != FeedOrigin.REGISTRY
+        ]
+        where = (
+            f"it comes from {self._settings.feeds_file or 'the packaged default list'}; "
+            "edit that file to change it"
+            if elsewhere
+            else "no such feed in the registry (`feeds add` it)"
+        )
+        raise FeedNotInRegistry(f"{target}: {where}")
+
+
+def _record(
+    audit: AuditLog | None,
+    action: str,
+    target: str,
+    by: str,
+    reason: str | None,
+    details: dict[str, Any],
+) -> str | None:
+    """Write the audit record (None without a broker); raises TransientError when the broker
+    does not acknowledge it, before anything changed."""
+    if audit is None:
+        return None
+    return audit.record(action, target, by, reason, details).id
