@@ -23,7 +23,6 @@ from core.settings import Settings
 from newsstream.cli.common import console, err_console, fail, settings_or_exit
 from producers.feeds import FeedSpec
 from producers.registry import (
-    FeedOrigin,
     FeedRegistry,
     feed_statuses,
     parse_opml,
@@ -75,16 +74,12 @@ def _writable_registry(settings: Settings) -> FeedRegistry:
         raise fail(exc) from None
 
 
-def _remove_shared(settings: Settings, target: str) -> FeedSpec | None:
-    """Remove ``target`` (URL or id) from the feeds topic; None when the topic lacks it."""
-    from producers.feed_topic import remove_from_topic
-    from producers.feeds import feed_id
+def _unrecorded(audit_id: str | None) -> None:
+    """Say on stderr that a change has no audit record (no broker was known)."""
+    from newsstream.ops.operator_audit import UNRECORDED_NOTE
 
-    ident = feed_id(target.strip()) if "://" in target else target.strip()
-    try:
-        return remove_from_topic(_shared_settings(settings), ident)
-    except NewsstreamError as exc:
-        raise fail(exc) from None
+    if audit_id is None:
+        err_console.print(f"[yellow]note:[/yellow] {UNRECORDED_NOTE}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -103,14 +98,16 @@ def register(app: typer.Typer) -> None:
             typer.Option(min=0, help="This feed's retention window in days (0 = keep forever)."),
         ] = None,
     ) -> None:
-        """Add a feed (or update its name and tags)."""
-        registry = _writable_registry(settings_or_exit())
+        """Add a feed (or update its name and tags); recorded in the audit (`newsstream audit`)."""
+        from newsstream.ops.feed_admin import cli_feed_admin
+
         try:
-            spec, new = registry.add(url, name, tuple(tags or ()), retention_days)
+            with cli_feed_admin(settings_or_exit()) as (admin, audit, by):
+                done = admin.add(audit, by, url, name, tuple(tags or ()), retention_days)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        finally:
-            registry.close()
+        _unrecorded(done.audit_id)
+        spec, new = done.feed, done.created
         console.print(f"{'added' if new else 'updated'} {spec.id} {spec.url}")
 
     @feeds.command("update")
@@ -128,44 +125,30 @@ def register(app: typer.Typer) -> None:
         """Change a registry feed's retention window (the next retention sweep applies it)."""
         if (retention_days is None) == (not default_retention):
             raise typer.BadParameter("give exactly one of --retention-days and --default-retention")
-        registry = _writable_registry(settings_or_exit())
+        from newsstream.ops.feed_admin import cli_feed_admin
+
         try:
-            spec = registry.set_retention(target, retention_days)
+            with cli_feed_admin(settings_or_exit()) as (admin, audit, by):
+                done = admin.set_retention(audit, by, target, retention_days)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        finally:
-            registry.close()
-        if spec is None:
-            raise fail(NewsstreamError(f"{target}: no such feed in the registry (`feeds add` it)"))
+        _unrecorded(done.audit_id)
+        spec = done.feed
         window = "the global window" if spec.retention_days is None else f"{spec.retention_days} d"
         console.print(f"updated {spec.id} {spec.url}: retention {window}")
 
     @feeds.command("remove")
     def remove(target: Annotated[str, typer.Argument(help="The feed's URL or id.")]) -> None:
-        """Remove a registry feed (its poll state is kept)."""
-        settings = settings_or_exit()
-        registry = _writable_registry(settings)
+        """Remove a registry feed (its poll state is kept); recorded in the audit."""
+        from newsstream.ops.feed_admin import cli_feed_admin
+
         try:
-            removed = registry.remove(target)
-            if removed is None and registry.shared:
-                # Not in this machine's registry: the shared registry may still hold it (a
-                # feed added elsewhere, or published from a feeds file or the default list).
-                removed = _remove_shared(settings, target)
-            if removed is None:
-                in_file = [
-                    r
-                    for r in resolve_feeds(settings.feeds_file, registry)
-                    if target in (r.spec.url, r.spec.id) and r.origin != FeedOrigin.REGISTRY
-                ]
-                where = (
-                    f"it comes from {settings.feeds_file or 'the packaged default list'}; "
-                    "edit that file to remove it"
-                    if in_file
-                    else "no such feed in the registry"
-                )
-                raise fail(NewsstreamError(f"{target}: {where}"))
-        finally:
-            registry.close()
+            with cli_feed_admin(settings_or_exit()) as (admin, audit, by):
+                done = admin.remove(audit, by, target)
+        except NewsstreamError as exc:
+            raise fail(exc) from None
+        _unrecorded(done.audit_id)
+        removed = done.feed
         console.print(f"removed {removed.id} {removed.url}")
 
     @feeds.command("list")

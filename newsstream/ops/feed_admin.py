@@ -28,7 +28,8 @@ from typing import Any
 
 from core.errors import NewsstreamError
 from core.settings import Settings
-from producers.feed_topic import open_registry
+from newsstream.ops.operator_audit import audit_settings, cli_audit, cli_identity
+from producers.feed_topic import decode_spec, open_registry, read_feed_keys, remove_from_topic
 from producers.feeds import FeedSpec, feed_id
 from producers.registry import (
     FeedOrigin,
@@ -163,21 +164,35 @@ class FeedAdmin:
     def remove(
         self, audit: AuditLog | None, by: str, target: str, reason: str | None = None
     ) -> FeedChange:
-        """Remove a registry feed (its poll state is kept).
+        """Remove a registry feed (its poll state is kept): from this data dir's registry, or,
+        with a broker, from the feeds topic the producers share when only that holds it (a feed
+        added on another machine, or published from a feeds file or the packaged list).
 
-        Raises :class:`FeedNotInRegistry` when the registry does not hold ``target``; for a
-        feed of the feeds file the message says to edit that file."""
+        Raises :class:`FeedNotInRegistry` when neither holds ``target``; for a feed of the
+        feeds file the message says to edit that file."""
+        ident = _ident(target)
         with self._registry() as registry:
-            found = self._registered(registry, target)
-            record = _record(audit, "feed.remove", found.id, by, reason, {"url": found.url})
-            removed = registry.remove(found.id)
-        return FeedChange(removed or found, False, record)
+            local = registry.get(ident)
+            if local is not None:
+                record = _record(audit, "feed.remove", ident, by, reason, {"url": local.url})
+                return FeedChange(registry.remove(ident) or local, False, record)
+            value = read_feed_keys(self._settings).get(ident) if registry.shared else None
+            if value is None:
+                raise self._not_held(registry, target)
+            shared = decode_spec(value)
+            details = {"url": shared.url, "shared_only": True}
+            record = _record(audit, "feed.remove", ident, by, reason, details)
+            return FeedChange(remove_from_topic(self._settings, ident) or shared, False, record)
 
     def _registered(self, registry: FeedRegistry, target: str) -> FeedSpec:
+        found = registry.get(_ident(target))
+        if found is None:
+            raise self._not_held(registry, target)
+        return found
+
+    def _not_held(self, registry: FeedRegistry, target: str) -> FeedNotInRegistry:
+        """The error for a feed the registry lacks: where it comes from instead, if anywhere."""
         key = target.strip()
-        found = registry.get(feed_id(key) if "://" in key else key)
-        if found is not None:
-            return found
         elsewhere = [
             r
             for r in resolve_feeds(self._settings.feeds_file, registry)
@@ -189,7 +204,12 @@ class FeedAdmin:
             if elsewhere
             else "no such feed in the registry (`feeds add` it)"
         )
-        raise FeedNotInRegistry(f"{target}: {where}")
+        return FeedNotInRegistry(f"{target}: {where}")
+
+
+def _ident(target: str) -> str:
+    key = target.strip()
+    return feed_id(key) if "://" in key else key
 
 
 def _record(
@@ -205,3 +225,13 @@ def _record(
     if audit is None:
         return None
     return audit.record(action, target, by, reason, details).id
+
+
+@contextmanager
+def cli_feed_admin(settings: Settings) -> Iterator[tuple[FeedAdmin, AuditLog | None, str]]:
+    """For ``newsstream feeds``: the registry on the broker the producers share (the configured
+    one, else the running `up`'s: :func:`newsstream.ops.operator_audit.audit_settings`), the
+    audit writer (None without a broker: the caller says the change is unrecorded) and who
+    runs the command (``cli:<user>``)."""
+    with cli_audit(settings) as audit:
+        yield FeedAdmin(audit_settings(settings) or settings), audit, cli_identity()

@@ -238,3 +238,26 @@ def test_the_cli_replay_is_audited_as_the_user_who_ran_it(
     (record,) = _audit(settings, "dlq.replay")
     assert (record.target, record.by) == ("all", cli_identity())
     assert record.by.startswith("cli:") and record.details["messages"] == len(POISON)
+
+
+def test_feed_commands_are_audited_as_the_user_who_ran_them(
+    make_settings: Any, unique_name: str
+) -> None:
+    settings = make_settings(kafka_audit_topic=f"{unique_name}.audit")
+    env = settings_env(settings)
+    runner = CliRunner()
+    for args in (
+        ["feeds", "add", URL, "--retention-days", "7"],
+        ["feeds", "update", URL, "--retention-days", "0"],
+        ["feeds", "remove", URL],
+    ):
+        result = runner.invoke(cli, args, env=env)
+        assert result.exit_code == 0, f"{args}: {result.output}"
+        assert "not recorded" not in result.output
+    records = _audit(settings)
+    assert [(r.action, r.target, r.by) for r in records] == [
+        ("feed.add", feed_id(URL), cli_identity()),
+        ("feed.retention", feed_id(URL), cli_identity()),
+        ("feed.remove", feed_id(URL), cli_identity()),
+    ]
+    assert records[0].details["retention_days"] == 7 and records[1].details["was"] == 7
