@@ -36,6 +36,8 @@ ACTIONS = {
     "feed.retention": "a feed's retention window changed (PATCH /admin/feeds/{id}, feeds update)",
     "feed.remove": "a feed removed from the registry (DELETE /admin/feeds/{id}, feeds remove)",
     "dlq.replay": "dead letters re-queued to the articles topic (POST /admin/dlq/replay, dlq replay)",
+    "reindex": "the index rebuilt into a new collection, rolled back or its old one dropped "
+    "(newsstream reindex)",
 }
 #: Records one audit page holds at most, and records one read looks through at most.
 MAX_PAGE = 500

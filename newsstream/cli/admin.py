@@ -32,6 +32,7 @@ AUDIT_ACTIONS = (
     "feed.retention",
     "feed.remove",
     "dlq.replay",
+    "reindex",
 )
 
 
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Admin actions that changed data (deletes, story splits, feed additions, retention
-        changes and removals, DLQ replays), newest first: when, what, to what, who (the API
+        changes and removals, DLQ replays, reindexes), newest first: when, what, to what, who (the API
         key's fingerprint, never the key; `cli:<user>` for a command run on the host) and why
         (an admin key)."""
         from newsstream.ops.api_client import audit as audit_page
