@@ -125,6 +125,9 @@ class Scheduler:
         self._broken: set[str] = set()
         self._broken_lock = threading.Lock()
         self._kafka_blocked = threading.Event()
+        # Set when a poll ends, so run() starts the next due feed at once instead of on its
+        # next tick (with fast polls, a fixed tick capped polls at concurrency per tick).
+        self._poll_ended = threading.Event()
         self._active: set[str] = set()
         self._idle = threading.Condition()
 
@@ -351,7 +354,8 @@ class Scheduler:
                     stop.wait(2.0)
                     continue
                 self._submit_due(pool, running, due)
-                stop.wait(0.2)
+                self._poll_ended.wait(0.2)
+                self._poll_ended.clear()
             for feed_id, (_host, future) in running.items():
                 if future.cancel():  # never started: not a poll in flight for wait_idle
                     with self._idle:
@@ -375,4 +379,6 @@ class Scheduler:
             per_host[host] += 1
             with self._idle:
                 self._active.add(feed.id)
-            running[feed.id] = (host, pool.submit(self._tracked_poll, feed))
+            future = pool.submit(self._tracked_poll, feed)
+            future.add_done_callback(lambda _f: self._poll_ended.set())
+            running[feed.id] = (host, future)

@@ -125,6 +125,23 @@ def bench_producer(
     _write("producer", out, result)
 
 
+@bench_app.command("producers")
+def bench_producers(
+    feeds: Annotated[int, typer.Option(min=1, help="Feed URLs to serve and poll.")] = 1000,
+    producers: Annotated[
+        list[int] | None, typer.Option(min=1, help="Producer counts to run (repeat).")
+    ] = None,
+    light: Annotated[bool, typer.Option(help="One-item feed documents.")] = False,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Feeds sharded over producer processes: all-changed and all-304 cycles, and failover."""
+    from newsstream.bench.producers import run_producers_bench
+
+    counts = tuple(producers or (1, 2))
+    result = run_producers_bench(feeds, counts, light=light, console=console)
+    _write("producers", out, result)
+
+
 @bench_app.command("search")
 def bench_search(
     n: Annotated[int, typer.Option(min=100, help="Articles in the collection.")] = 100_000,
