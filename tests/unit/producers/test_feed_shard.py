@@ -3,6 +3,8 @@ the feed and feed-state records, and where a feed's records live."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.errors import InvalidMessage
@@ -10,7 +12,7 @@ from producers.feed_state_topic import MAX_SEEN_PER_FEED, decode_state, encode_s
 from producers.feed_topic import decode_spec, encode_spec, feed_partition
 from producers.feeds import FeedSpec
 from producers.shard import ShardView
-from producers.state import FeedState
+from producers.state import FeedState, ProducerState
 
 PARTITIONS = 3
 
@@ -106,3 +108,37 @@ def test_a_feed_and_its_state_share_the_partition_number() -> None:
     ids = [FeedSpec(url=f"https://n{n}.example/").id for n in range(200)]
     spread = {feed_partition(i, 6) for i in ids}
     assert spread == set(range(6))
+
+
+def test_a_taken_over_state_replaces_an_older_local_one_and_keeps_a_newer_one(
+    tmp_path: Path,
+) -> None:
+    state = ProducerState(tmp_path / "producer.sqlite3")
+    try:
+        old = FeedState(feed_id="f1", url="https://a.example/rss", etag='"v1"', last_fetch_at=100.0)
+        state.commit_poll(old, [("a1", "h1")], notify=False)
+        theirs = FeedState(feed_id="f1", url=old.url, etag='"v2"', last_fetch_at=200.0)
+        assert state.adopt(theirs, [("a2", "h2")])
+        assert state.feed("f1", old.url).etag == '"v2"'
+        assert state.unseen([("a1", "h1"), ("a2", "h2"), ("a3", "h3")]) == {"a3"}
+        stale = FeedState(feed_id="f1", url=old.url, etag='"v0"', last_fetch_at=50.0)
+        assert not state.adopt(stale, [("a4", "h4")])
+        assert state.feed("f1", old.url).etag == '"v2"', "a newer local state is kept"
+        assert state.unseen([("a4", "h4")]) == set(), "seen entries are added either way"
+    finally:
+        state.close()
+
+
+def test_each_committed_poll_reaches_the_listener_but_a_takeover_does_not(
+    tmp_path: Path,
+) -> None:
+    state = ProducerState(tmp_path / "producer.sqlite3")
+    heard: list[FeedState] = []
+    state.on_commit(heard.append)
+    try:
+        polled = FeedState(feed_id="f1", url="https://a.example/rss", last_fetch_at=1.0)
+        state.commit_poll(polled, [])
+        state.adopt(FeedState(feed_id="f2", url="https://b.example/rss", last_fetch_at=2.0), [])
+        assert heard == [polled]
+    finally:
+        state.close()
