@@ -10,8 +10,9 @@ first, at most :data:`MAX_SEEN_PER_FEED` (a feed document holds at most
 an entry older than that which came back would be published once more: a duplicate, never a
 loss).
 
-When it is written: after every poll's local commit (:class:`StateJournal`), which itself
-happens only after Kafka acknowledged that poll's entries; the record is acknowledged before a
+When it is written: after a poll's local commit (:class:`StateJournal`), which itself happens
+only after Kafka acknowledged that poll's entries, when the poll changed what a next owner needs
+(a 304 that changed nothing writes no record); the record is acknowledged before a
 producer hands its partitions over on a clean revocation. After a kill -9 the record of a poll
 in flight may be missing: the next owner then resumes from the previous poll (it fetches
 without the newest validators and publishes that poll's entries again; duplicates, no loss).
@@ -78,14 +79,23 @@ class StateJournal:
 
     def __init__(self, settings: Settings, state: ProducerState) -> None:
         self._state = state
+        # What the last record of each feed carried (validators, result, error streak).
+        self._written: dict[str, tuple[str | None, str | None, str | None, int]] = {}
         self._writer = KeyedTopicWriter(
             settings, settings.feed_state_topic, "newsstream-feed-state"
         )
 
-    def record(self, state: FeedState) -> None:
-        """Queue the record of ``state`` with the feed's newest seen entries."""
+    def record(self, state: FeedState, delivered: bool) -> None:
+        """Queue the record of ``state`` with the feed's newest seen entries, unless nothing a
+        next owner needs changed since the last record of this feed: same validators, result
+        and error streak, no entry delivered (a 304 then writes nothing; the next owner may poll
+        the feed a little early, and gets a 304)."""
+        essential = (state.etag, state.last_modified, state.last_result, state.error_streak)
+        if not delivered and self._written.get(state.feed_id) == essential:
+            return
         seen = self._state.seen_of(state.feed_id, MAX_SEEN_PER_FEED)
         self._writer.write(state.feed_id, encode_state(state, seen))
+        self._written[state.feed_id] = essential
 
     def flush(self, timeout_s: float = 30.0) -> None:
         self._writer.flush(timeout_s)

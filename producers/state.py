@@ -78,7 +78,7 @@ class ProducerState:
         if "interval_s" not in columns:  # a state file from before adaptive intervals
             self._db.execute("ALTER TABLE feed_state ADD COLUMN interval_s REAL")
         self._lock = threading.Lock()
-        self._listener: Callable[[FeedState], None] | None = None
+        self._listener: Callable[[FeedState, bool], None] | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -127,7 +127,8 @@ class ProducerState:
     ) -> None:
         """Record a finished poll: the feed's new state and the entries Kafka acknowledged.
 
-        Then, with ``notify``, the commit listener (:meth:`on_commit`) is told of the new state.
+        Then, with ``notify``, the commit listener (:meth:`on_commit`) is told of the new state
+        and whether any entry was delivered.
         """
         stamp = time.time() if now is None else now
         rows = [(aid, state.feed_id, digest, stamp) for aid, digest in delivered]
@@ -162,10 +163,11 @@ class ProducerState:
                 raise
         listener = self._listener
         if notify and listener is not None:
-            listener(state)
+            listener(state, bool(rows))
 
-    def on_commit(self, listener: Callable[[FeedState], None] | None) -> None:
-        """Call ``listener`` with a feed's state after each committed poll (the producers
+    def on_commit(self, listener: Callable[[FeedState, bool], None] | None) -> None:
+        """Call ``listener`` with a feed's state, and whether entries were delivered, after each
+        committed poll (the producers
         replicate it to the feed-state topic); None stops it."""
         self._listener = listener
 

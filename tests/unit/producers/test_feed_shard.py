@@ -133,12 +133,13 @@ def test_each_committed_poll_reaches_the_listener_but_a_takeover_does_not(
     tmp_path: Path,
 ) -> None:
     state = ProducerState(tmp_path / "producer.sqlite3")
-    heard: list[FeedState] = []
-    state.on_commit(heard.append)
+    heard: list[tuple[FeedState, bool]] = []
+    state.on_commit(lambda polled, delivered: heard.append((polled, delivered)))
     try:
         polled = FeedState(feed_id="f1", url="https://a.example/rss", last_fetch_at=1.0)
         state.commit_poll(polled, [])
+        state.commit_poll(polled, [("a1", "h1")])
         state.adopt(FeedState(feed_id="f2", url="https://b.example/rss", last_fetch_at=2.0), [])
-        assert heard == [polled]
+        assert heard == [(polled, False), (polled, True)]
     finally:
         state.close()
