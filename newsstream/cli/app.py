@@ -19,6 +19,7 @@ from newsstream.cli import (
     dedup_eval,
     explain,
     feeds,
+    ledger,
     model,
     ops,
     retention,
@@ -45,6 +46,7 @@ GROUPS: tuple[ModuleType, ...] = (
     trends,
     ops,
     explain,
+    ledger,
     retention,
     model,
 )
