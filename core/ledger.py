@@ -237,7 +237,8 @@ def explain_sentence(
         if in_milvus:
             return (
                 "searchable, but the ledger has no record of it (indexed before the ledger "
-                "existed, or its record is not written yet)"
+                "existed: `newsstream backfill-ledger` records it; or its record is not "
+                "written yet)"
             )
         return (
             "never seen: no message with this id reached the workers (or they have not "

@@ -22,7 +22,8 @@ longer holds (its retention passed) is reported as ``not_in_topic``: reconcile c
 back from Kafka.
 
 Not covered: ids with no ledger record (messages the workers have not decided yet, or rows
-written before the ledger existed): ``newsstream explain`` names them, reconcile leaves them.
+written before the ledger existed): ``newsstream explain`` names them, reconcile leaves them;
+``newsstream backfill-ledger`` (:mod:`newsstream.ops.ledger_backfill`) records the stored ones.
 """
 
 from __future__ import annotations
