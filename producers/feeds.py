@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -39,9 +40,10 @@ class FeedSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
     retention_days: int | None = None
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Stable id of the feed (from its canonical URL)."""
+        """Stable id of the feed (from its canonical URL; computed once, the scheduler asks
+        for it on every round)."""
         return feed_id(self.url)
 
 

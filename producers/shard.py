@@ -193,23 +193,21 @@ class FeedShard:
         self._publish_feeds()
         log.warning("lost feeds partitions %s (%d feeds)", numbers, len(gone))
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message) -> bool:
+        """Apply one message; returns True when the feeds to poll changed."""
         error = message.error()
         partition = message.partition() or 0
         if error is None:
             key = message.key()
-            if key is not None and self._view.apply(
+            return key is not None and self._view.apply(
                 partition, key.decode("utf-8", "replace"), message.value()
-            ):
-                self._publish_feeds()
-            return
+            )
         if error.code() == KafkaError._PARTITION_EOF:
-            if self._view.mark_loaded(partition):
-                self._publish_feeds()
-            return
+            return self._view.mark_loaded(partition)
         if error.fatal():
             raise TransientError(f"feeds group: {error}")
         log.warning("feeds group: %s", error)
+        return False
 
     def run(self, stop: threading.Event) -> None:
         """Join the group and follow the feeds topic until ``stop`` is set."""
@@ -218,9 +216,13 @@ class FeedShard:
         )
         try:
             while not stop.is_set():
-                message = self._consumer.poll(0.2)
-                if message is not None:
-                    self._handle(message)
+                # The scheduler gets the feeds once per batch of records, not per record (a
+                # registry of thousands of feeds arrives in one go).
+                changed = False
+                for message in self._consumer.consume(num_messages=1000, timeout=0.2):
+                    changed = self._handle(message) or changed
+                if changed:
+                    self._publish_feeds()
         finally:
             # Leaving the group revokes every partition through _revoked: the next owner gets
             # them at once, with the state of the last polls acknowledged.
