@@ -246,6 +246,11 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
                 logs / "trends.out",
             ),
         )
+        # One producer, on the same sharded path as a deployment of several: it publishes the
+        # local feeds to the feeds topic and joins the producers' group, which gives it every
+        # feed. The join waits the local broker's rebalance timeout (about 6 s with
+        # LOCAL_MAX_POLL_INTERVAL_MS), while the worker waits the same for its own group, so
+        # the first article is not searchable any later.
         supervisor.add(
             Child(
                 "producer",
