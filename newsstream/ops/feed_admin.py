@@ -1,22 +1,24 @@
 """Feed registry changes as audited admin actions, shared by ``newsstream feeds`` and the
 admin API (``/admin/feeds``).
 
-What goes in: the settings (the registry is the one of the data dir,
-:func:`producers.registry.state_path`, opened by :func:`producers.feed_topic.open_registry`: with
-a broker, a change goes to the feeds topic the producers share as well), an audit writer (``None``: no broker, see
+What goes in: the settings (the registry of the data dir, :func:`producers.registry.state_path`,
+opened by :func:`producers.feed_topic.open_registry`: with a broker, a change goes to the feeds
+topic the producers share as well), an audit writer (``None``: no broker is known, see
 :mod:`newsstream.ops.operator_audit`), who asks and why. What comes out: :class:`FeedChange`
 (the feed as the registry now holds it, whether it was new, the audit record's id).
 
 Each change goes the same way: the input is checked as the registry checks it (URL, retention
 bounds: :class:`core.errors.InvalidInput`), the registry is asked whether the feed exists, the
 audit record is written (acknowledged by the broker), and only then does the registry method
-(:meth:`producers.registry.FeedRegistry.add`, ``set_retention``, ``remove``) make the change.
-So an invalid request or an unknown feed leaves no record, and a change never goes unrecorded;
-a record whose change then failed can exist, never the reverse.
+(:meth:`producers.registry.FeedRegistry.add`, ``set_retention``, ``remove``, or
+:func:`producers.feed_topic.remove_from_topic` for a feed only the shared topic holds) make the
+change. So an invalid request or an unknown feed leaves no record, and with an audit writer a
+change never goes unrecorded; a record whose change then failed can exist, never the reverse.
 
 Actions (:data:`search_api.audit.ACTIONS`): ``feed.add`` (details: url, name, tags,
 retention_days, whether the feed was new), ``feed.retention`` (details: url, retention_days
-before and after; None follows ``NEWSSTREAM_RETENTION_DAYS``), ``feed.remove`` (details: url).
+and what it was; None follows ``NEWSSTREAM_RETENTION_DAYS``), ``feed.remove`` (details: url,
+and ``shared_only`` when only the feeds topic held it).
 """
 
 from __future__ import annotations
