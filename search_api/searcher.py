@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from pymilvus import AnnSearchRequest, MilvusClient, MilvusException, RRFRanker
 
@@ -27,7 +29,8 @@ from embedding.embedder import Embedder
 from search_api.filters import SearchFilters, build_expression, quote
 from search_api.fusion import rrf_fuse
 from search_api.results import SearchResult
-from store.keyword_index import KeywordIndex, keyword_index_path
+from store.aliases import is_missing_collection, keyword_path, resolve
+from store.keyword_index import KeywordIndex
 from store.row import decode_sources
 from store.schema import (
     SPARSE_FIELD,
@@ -36,6 +39,9 @@ from store.schema import (
     collection_has_bm25,
     collection_has_title_bm25,
 )
+from store.writer import ROUTING_REFRESH_S
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,10 @@ RRF_K = 60
 TITLE_CANDIDATES = 1
 #: Threads that run keyword-index rankings beside the dense search.
 _KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-search")
+#: Waits before retrying a read that found no collection: the first swap of an install whose
+#: name was a real collection renames it, then creates the alias (two calls, milliseconds
+#: apart; see :func:`store.aliases.swap`), and a read between them must not fail.
+MISSING_RETRY_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -89,6 +99,9 @@ class Searcher:
         self._bm25: bool | None = None
         self._title_bm25: bool | None = None
         self._keywords = keywords
+        self._fixed_keywords = keywords is not None
+        self._keyword_files: dict[str, KeywordIndex] = {}
+        self._next_route = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -116,13 +129,40 @@ class Searcher:
 
     def keyword_index(self) -> KeywordIndex | None:
         """The FTS5 keyword index used when Milvus has no BM25 (None when Milvus has it, or
-        when ``keyword_index`` is off)."""
+        when ``keyword_index`` is off): the one of the real collection the configured name
+        serves, re-read every :data:`store.writer.ROUTING_REFRESH_S` seconds so a reindex's
+        swap moves keyword search to the new collection's index too."""
         if self.milvus_bm25() or not self._settings.keyword_index:
             return None
         with self._lock:
-            if self._keywords is None:
-                self._keywords = KeywordIndex(keyword_index_path(self._settings))
+            if not self._fixed_keywords and time.monotonic() >= self._next_route:
+                try:
+                    serving = resolve(self._client, self._collection)
+                except MilvusException as exc:
+                    if self._keywords is None:
+                        raise TransientError(f"Milvus unavailable: {exc}") from exc
+                else:  # an unreachable Milvus keeps the index in use until the next look
+                    self._next_route = time.monotonic() + ROUTING_REFRESH_S
+                    path = keyword_path(
+                        self._settings.data_dir, serving.collection, serving.properties
+                    )
+                    if str(path) not in self._keyword_files:
+                        self._keyword_files[str(path)] = KeywordIndex(path)
+                    self._keywords = self._keyword_files[str(path)]
         return self._keywords
+
+    def _retry_missing(self, read: Callable[[], T]) -> T:
+        """``read()``, retried a few times over about 1.5 s while Milvus says the collection
+        does not exist (see :data:`MISSING_RETRY_WAITS_S`)."""
+        for wait in MISSING_RETRY_WAITS_S:
+            try:
+                return read()
+            except (MilvusException, TransientError) as exc:
+                cause = exc.__cause__ if isinstance(exc, TransientError) else exc
+                if cause is None or not is_missing_collection(cause):
+                    raise
+                time.sleep(wait)
+        return read()
 
     def has_bm25(self) -> bool:
         """Whether keyword and hybrid search are available (Milvus BM25 or the keyword index)."""
@@ -148,6 +188,19 @@ class Searcher:
         offset: int = 0,
     ) -> list[SearchResult]:
         """The top ``k`` hits after ``offset`` for ``query`` in ``mode`` (already effective)."""
+        return self._retry_missing(
+            lambda: self._search(query, k=k, mode=mode, filters=filters, offset=offset)
+        )
+
+    def _search(
+        self,
+        query: str,
+        *,
+        k: int,
+        mode: SearchMode,
+        filters: SearchFilters,
+        offset: int,
+    ) -> list[SearchResult]:
         expr = build_expression(filters)
         limit = k + offset
         keywords = self.keyword_index() if mode != SearchMode.SEMANTIC else None

@@ -29,6 +29,10 @@ class FakeMilvus:
         self.deletes: list[list[str]] = []
         self.short = False
 
+    def describe_collection(self, collection: str) -> dict[str, Any]:
+        # The routing read: a real collection, no alias, no mirror.
+        return {"collection_name": collection, "properties": {}}
+
     def get(
         self, collection: str, *, ids: list[str], output_fields: list[str], consistency_level: str
     ) -> list[dict[str, Any]]:
