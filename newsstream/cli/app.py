@@ -22,6 +22,7 @@ from newsstream.cli import (
     ledger,
     model,
     ops,
+    reindex,
     retention,
     search,
     search_eval,
@@ -49,6 +50,7 @@ GROUPS: tuple[ModuleType, ...] = (
     ledger,
     retention,
     model,
+    reindex,
 )
 
 #: Packages the container image leaves out (see .dockerignore): the commands that need them say
