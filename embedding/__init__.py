@@ -1,7 +1,8 @@
 """Text embedding: the :class:`embedding.embedder.Embedder` facade and its backends.
 
-What it holds: the facade and the choice of backend (``embedder``, with ``choice.json``, the
-measured record that ``embedding_backend=auto`` reads), the ONNX Runtime and OpenVINO int8
+What it holds: the facade (``embedder``), what ``embedding_backend=auto`` means on this machine
+(``backend_choice``, measured at a first start on ``probe_texts`` and keyed by ``cpu``; the
+reference record ``choice.json`` names the candidates), the ONNX Runtime and OpenVINO int8
 backends (``onnx_backend``, ``openvino_backend``), the model export they run and its cache
 (``onnx_export``), and the texts the static int8 export is calibrated on (``calibration``).
 

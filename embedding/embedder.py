@@ -14,12 +14,13 @@ Backends (setting ``embedding_backend``):
 - ``openvino-int8``: the same export statically quantized with NNCF (activation scales fixed
   at export from shipped calibration texts) and run by OpenVINO in batches
   (:mod:`embedding.openvino_backend`).
-- ``auto``: the fastest backend that passed the quality check (mean cosine to fp32 >= 0.99 on
-  the shared news texts, bbc-news MRR@10 within 0.01 of fp32, cosine >= 0.999 between a text
-  embedded alone and beside texts of other lengths), as measured and recorded in
-  ``embedding/choice.json`` by ``newsstream bench embed``. The record is for one model:
-  any other model gets ``torch``, whose quality is the reference by definition. A recorded
-  backend whose package is not installed is skipped for the next one that passed.
+- ``auto``: chosen on the machine it runs on (:mod:`embedding.backend_choice`): the fastest
+  backend whose vectors agree with fp32 to the quality bar here (mean cosine >= 0.99 on fixed
+  texts) and that is at least 1.1x torch, measured at a first start and cached next to the
+  exported models, keyed by the CPU's model and flags and the runtime versions. Only backends
+  that also passed the full reference check recorded in ``embedding/choice.json`` (cosine and
+  MRR@10 on the shared news data, measured by ``newsstream bench embed``) are candidates; a
+  CPU without VNNI/AMX gets ``torch`` by rule; a measurement that cannot run gives ``torch``.
 
 Guarantees: vectors are L2-normalised float32 rows, one per input, in input order; the model is
 loaded once per :class:`Embedder`; texts longer than the model's limit are truncated, never
@@ -30,7 +31,6 @@ is masked out, and no backend scales a row by its batch-mates' activations).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -49,20 +49,15 @@ from core.settings import PACKAGED_MODEL, Settings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from embedding.backend_choice import Decision
     from embedding.fingerprint import ModelFingerprint
 
 log = logging.getLogger(__name__)
 
 #: Concrete backends, in the order of the baseline first.
 BACKENDS = ("torch", "onnx-int8", "openvino-int8")
-#: The recorded measurement that decides what ``auto`` means.
+#: The reference measurement: which backends passed the full quality check for which model.
 CHOICE_FILE = Path(__file__).with_name("choice.json")
-#: The Python modules each backend needs (to build its cached model, and to run it).
-_BACKEND_MODULES = {
-    "torch": ("torch",),
-    "onnx-int8": ("onnxruntime", "onnx"),
-    "openvino-int8": ("openvino", "nncf", "onnx"),
-}
 
 
 def resolve_model_path(name: str) -> str:
@@ -79,27 +74,31 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def choose_backend(settings: Settings, choice_file: Path = CHOICE_FILE) -> str:
+def choose_backend(settings: Settings) -> str:
     """The concrete backend for ``settings`` (resolves ``auto``; see the module docstring).
 
     Raises :class:`ConfigurationError` for a name that is not a backend.
     """
+    return backend_decision(settings).backend
+
+
+def backend_decision(settings: Settings) -> Decision:
+    """The concrete backend for ``settings`` with where it came from and why (one log line)."""
+    from embedding.backend_choice import Decision, resolve_auto
+
     wanted = settings.embedding_backend
     if wanted in BACKENDS:
-        return wanted
+        return Decision(wanted, "setting", "set by NEWSSTREAM_EMBEDDING_BACKEND")
     if wanted != "auto":
         raise ConfigurationError(
             f"embedding_backend must be one of auto, {', '.join(BACKENDS)}; found {wanted!r}"
         )
-    for backend in recorded_ranking(settings.embedding_model, choice_file):
-        if all(importlib.util.find_spec(m) is not None for m in _BACKEND_MODULES[backend]):
-            return backend
-        log.warning("embedding backend %s is the recorded choice but not installed", backend)
-    return "torch"
+    return resolve_auto(settings)
 
 
 def recorded_ranking(model_name: str, choice_file: Path = CHOICE_FILE) -> list[str]:
-    """Backends that passed the recorded quality check for ``model_name``, fastest first."""
+    """Backends that passed the reference quality check for ``model_name`` (recorded in
+    ``choice_file`` by ``newsstream bench embed``), fastest first there."""
     try:
         record = json.loads(choice_file.read_text())
     except (OSError, ValueError):
@@ -127,7 +126,8 @@ class Embedder:
 
     def __init__(self, settings: Settings) -> None:
         self.model_name = settings.embedding_model
-        self.backend = choose_backend(settings)
+        decision = backend_decision(settings)
+        self.backend = decision.backend
         path = resolve_model_path(settings.embedding_model)
         self._model_path = path
         self._cache_dir = settings.model_cache_dir
@@ -146,11 +146,11 @@ class Embedder:
         self.dimension: int = impl.dimension
         self.max_seq_length: int = impl.max_seq_length
         log.info(
-            "embedding model %s on backend %s (dimension %d, %d threads)",
+            "embedding model %s (%d-d, %d threads) on %s",
             self.model_name,
-            self.backend,
             self.dimension,
             threads,
+            decision.line(),
         )
 
     @cached_property

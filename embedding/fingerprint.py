@@ -14,11 +14,13 @@ texts), its dimension and its normalisation (every backend here L2-normalises: `
 The compatibility rule: vectors of two fingerprints may share a collection when their identities
 match exactly. The backend is recorded too, but a different backend of the same weights is
 accepted (with a warning in the log) when both backends passed the project's quality bar
-against fp32 for that model: ``torch`` by definition, and those ranked in
+against fp32 for that model: ``torch`` by definition, and those ranked in the reference record
 ``embedding/choice.json`` (every shipped backend passes for the packaged model: mean cosine to
 fp32 >= 0.99, MRR@10 within 0.01). Workers on different CPUs may resolve ``auto`` to different
-backends, and their vectors agree to that bar; a backend that was never measured for the model
-is refused like a different model.
+backends (:mod:`embedding.backend_choice` measures each machine): ``auto`` only ever picks
+``torch`` or a backend of that record that also met the bar on its own CPU, so any two of its
+choices are accepted here. A backend that was never measured for the model is refused like a
+different model.
 
 Cost: hashing the weights reads every weight file once per process (0.1-0.2 s for the 87 MiB
 of all-MiniLM-L6-v2 here). Each file's hash is kept in a small JSON cache

@@ -22,7 +22,7 @@ import embedding.onnx_export as onnx_export
 from core.errors import ConfigurationError
 from core.settings import PACKAGED_MODEL, Settings, load_settings
 from embedding.calibration import calibration_texts
-from embedding.embedder import choose_backend, resolve_model_path
+from embedding.embedder import choose_backend, recorded_ranking, resolve_model_path
 from embedding.onnx_backend import GraphEmbedder, ModelSpec, read_model_spec
 from newsstream.bench.embed_quality import MIN_BATCH_COSINE, QualityResult, batch_min_cosine
 
@@ -177,15 +177,15 @@ def test_unknown_backend_is_a_configuration_error(tmp_path: Path) -> None:
         choose_backend(unchecked)
 
 
-def test_auto_follows_the_recorded_ranking_for_its_model_only(tmp_path: Path) -> None:
+def test_auto_candidates_come_from_the_reference_record_of_its_model_only(
+    tmp_path: Path,
+) -> None:
     record = tmp_path / "choice.json"
     record.write_text(json.dumps({"model": PACKAGED_MODEL, "ranking": ["onnx-int8", "torch"]}))
-    auto = _settings(tmp_path, "auto")
-    assert choose_backend(auto, record) == "onnx-int8"
-    other_model = auto.model_copy(update={"embedding_model": "/models/some-other-model"})
-    assert choose_backend(other_model, record) == "torch"
-    assert choose_backend(auto, tmp_path / "missing.json") == "torch"
-    assert choose_backend(_settings(tmp_path, "torch"), record) == "torch"
+    assert recorded_ranking(PACKAGED_MODEL, record) == ["onnx-int8", "torch"]
+    assert recorded_ranking("/models/some-other-model", record) == []
+    assert recorded_ranking(PACKAGED_MODEL, tmp_path / "missing.json") == []
+    assert choose_backend(_settings(tmp_path, "torch")) == "torch"
 
 
 def test_the_shipped_choice_only_names_backends_that_passed() -> None:
