@@ -13,8 +13,10 @@ a JSON-able dict (also written to ``out_path``) and a printed table with, per ba
   and MRR@10 against fp32, and ``alone~batch``, the lowest cosine of a text embedded alone vs
   beside texts of other lengths.
 
-With ``choice_path`` the result also becomes the record that ``embedding_backend=auto`` reads
-(:data:`embedding.embedder.CHOICE_FILE`): the backends that passed, fastest first.
+With ``choice_path`` the result also becomes the reference record
+(:data:`embedding.embedder.CHOICE_FILE`): the backends that passed, fastest first here. They are
+the candidates that ``embedding_backend=auto`` measures on each machine it runs on
+(:mod:`embedding.backend_choice`), and the backends the model fingerprint lets share a collection.
 """
 
 from __future__ import annotations
@@ -174,8 +176,8 @@ def rank_backends(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def write_choice(report: dict[str, Any], path: Path) -> None:
-    """Write the record ``embedding_backend=auto`` reads (see
-    :func:`embedding.embedder.choose_backend`)."""
+    """Write the reference record whose passing backends ``embedding_backend=auto`` measures
+    (see :mod:`embedding.backend_choice`)."""
     record = {
         "model": report["model"],
         "default": report["auto"],

@@ -38,8 +38,9 @@ def bench_embed(
     record: Annotated[
         Path | None,
         typer.Option(
-            help="Write the measured choice of `auto` here (needs --quality), e.g. "
-            "embedding/choice.json to make this machine's measurement the default."
+            help="Write the reference record here (needs --quality), e.g. "
+            "embedding/choice.json: the backends that pass become the candidates `auto` "
+            "measures on each machine."
         ),
     ] = None,
 ) -> None:
@@ -59,6 +60,20 @@ def bench_embed(
         console=console,
         choice_path=record,
     )
+
+
+@bench_app.command("embed-choice")
+def bench_embed_choice(
+    fresh_exports: Annotated[
+        bool, typer.Option(help="Export the int8 models afresh (a first start's whole cost).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """What `auto` picks on this machine, with the figures and the seconds a first start takes."""
+    from newsstream.bench.embed_choice import run_embed_choice_bench
+
+    path = out or RESULTS / "embed-choice.json"
+    run_embed_choice_bench(settings_or_exit(), path, fresh_exports=fresh_exports, console=console)
 
 
 @bench_app.command("embed-memory")

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.errors import ConfigurationError
 from core.settings import Settings
+from embedding.backend_choice import choice_line
 from newsstream.ops.retention import retention_active
 from newsstream.stack.launchers import (
     free_port,
@@ -283,6 +284,7 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         print("API and dashboard (Ctrl-C stops everything):", flush=True)
         print(api_url, flush=True)
         print(f"dashboard: {api_url}/dashboard", flush=True)
+        print(choice_line(settings, env), flush=True)  # what `auto` chose here, and why
         status = StatusLine(metrics_status(producer_metrics, worker_metrics))
         supervisor.on_status = status
         supervisor.watch()
