@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS seen_entry (
     delivered_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS seen_entry_delivered ON seen_entry(delivered_at);
+CREATE INDEX IF NOT EXISTS seen_entry_feed ON seen_entry(feed_id, delivered_at);
 """
 _COLUMNS = (
     "feed_id, url, etag, last_modified, last_fetch_at, last_result, last_error, items, "
