@@ -35,6 +35,12 @@ class Backend:
         if self._embedder is None:
             self._embedder = Embedder(self.settings)
 
+    def embedder(self) -> Embedder:
+        """The API's embedding model (loaded on first use)."""
+        self.load_model()
+        assert self._embedder is not None
+        return self._embedder
+
     def searcher(self) -> Searcher:
         """The connected searcher; raises :class:`TransientError` while Milvus is away."""
         with self._lock:

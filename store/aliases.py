@@ -142,7 +142,7 @@ def swap(client: MilvusClient, name: str, target: str) -> str | None:
         client.alter_alias(target, name)
         return None
     if client.has_collection(name):
-        renamed = f"{name}_v1"  # newsstream.ops.reindex.legacy_name
+        renamed = f"{name}_v1"  # store.reindex.legacy_name
         properties = collection_properties(client, name)
         set_properties(client, name, {KEYWORD_FILE: keyword_file(name, properties)})
         client.rename_collection(name, renamed)

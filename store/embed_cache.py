@@ -72,7 +72,9 @@ class EmbeddingCache:
                     found[str(content_hash)] = np.frombuffer(blob, dtype=np.float32)
         return found
 
-    def put_many(self, fingerprint: str, vectors: Mapping[str, Sequence[float]]) -> None:
+    def put_many(
+        self, fingerprint: str, vectors: Mapping[str, Sequence[float] | np.ndarray]
+    ) -> None:
         """Store ``vectors`` (hash -> vector) under ``fingerprint`` in one transaction."""
         with self._lock, self._db:
             self._db.executemany(

@@ -25,7 +25,8 @@ Milvus acknowledged. Guaranteed:
   and after any failed write. It writes to the real names, not through the alias, so a writer
   that has not yet seen a swap still writes to both. A mirror whose recorded model fingerprint
   refuses this writer's model (a reindex to another model) is left out: the reindex catches it
-  up from the serving rows instead.
+  up from the serving rows instead; once the name serves such a collection, the next write
+  raises :class:`core.errors.ConfigurationError` (the worker stops, as it would at start).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 
 from pymilvus import MilvusClient, MilvusException
 
-from core.errors import TransientError
+from core.errors import ConfigurationError, TransientError
 from core.settings import Settings
 from store.aliases import keyword_path, resolve
 from store.fingerprint import ModelStamp, recorded_fingerprint
@@ -82,6 +83,7 @@ class ArticleWriter:
         self._indexes: dict[str, KeywordIndex] = {}
         self._refused: set[str] = set()
         self._targets: list[WriteTarget] | None = None
+        self._serving = ""
         self._next_refresh = 0.0
         self._lock = threading.Lock()
 
@@ -130,6 +132,18 @@ class ArticleWriter:
 
     def _route(self) -> list[WriteTarget]:
         serving = resolve(self._client, self._name)
+        if self._fingerprint is not None and serving.collection != self._serving:
+            # A swap to a collection of another model (a reindex with --model): this writer's
+            # vectors do not belong there; stop as a worker with the wrong model stops at start.
+            recorded = recorded_fingerprint(self._client, serving.collection)
+            reason = None if recorded is None else self._fingerprint.refusal(recorded)
+            if reason is not None:
+                raise ConfigurationError(
+                    f"{self._name!r} now serves {serving.collection!r}, which refuses this "
+                    f"embedding model: {reason}. Restart with the model it was built with "
+                    "(`newsstream model` shows it)"
+                )
+        self._serving = serving.collection
         names = [serving.collection]
         properties = {serving.collection: serving.properties}
         mirror = serving.mirror

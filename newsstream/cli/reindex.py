@@ -1,7 +1,7 @@
 """``newsstream reindex``: rebuild the collection from its stored rows and swap it in.
 
 - ``newsstream reindex [--model M] [--backend B]``: build ``<name>_v<N>`` from the rows stored
-  now (see :mod:`newsstream.ops.reindex`), with a progress bar and ETA, then swap the alias
+  now (see :mod:`store.reindex`), with a progress bar and ETA, then swap the alias
   ``<name>`` to it; workers keep indexing into both meanwhile. Vectors come from the embedding
   cache under ``<data dir>/embed-cache`` when the same text was embedded by the same model
   before (a re-run, or a retry after a rollback, embeds nothing again).
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Rebuild the collection from its stored rows and swap it in without downtime."""
-        from newsstream.ops import reindex as ops
+        from store import reindex as ops
         from store.client import milvus_client
 
         overrides: dict[str, Any] = {}
@@ -118,8 +118,8 @@ def _audit(settings: Settings, name: str, reason: str | None, details: dict[str,
 def _build(settings: Settings, client: Any) -> Any:
     """Run a reindex with a progress bar and ETA on stderr."""
     from embedding.embedder import Embedder
-    from newsstream.ops.reindex import Reindexer, ReindexProgress, embedding_cache_path
     from store.embed_cache import EmbeddingCache
+    from store.reindex import Reindexer, ReindexProgress, embedding_cache_path
 
     embedder = Embedder(settings)
     cache = EmbeddingCache(embedding_cache_path(settings))

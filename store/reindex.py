@@ -15,7 +15,9 @@ The steps of :meth:`Reindexer.run` and what each guarantees:
    caught up by step 3 instead).
 2. copy: read the serving collection with a query iterator (the stored rows, not Kafka, whose
    retention may have passed), embed each text through the cache keyed by (content hash, model
-   fingerprint), upsert into the target and its keyword index.
+   fingerprint), upsert into the target and its keyword index. When the serving collection
+   records exactly this model's fingerprint (same model, same backend), its stored vectors are
+   what the model makes: they are reused (and cached), nothing is embedded.
 3. catch up: compare both collections row by row (id, ingested time, content hash, story,
    other sources) and copy what differs, delete what the serving one no longer holds (an article
    deleted while the copy read it). Run twice: the second pass finds what raced the first.
@@ -89,6 +91,7 @@ class ReindexProgress:
     total: int = 0
     embedded: int = 0
     cached: int = 0
+    reused: int = 0
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     error: str = ""
@@ -115,6 +118,7 @@ class ReindexProgress:
             "total": self.total,
             "embedded": self.embedded,
             "cached": self.cached,
+            "reused": self.reused,
             "rate_per_s": round(self.rate, 1),
             "eta_s": None if eta is None else round(eta, 1),
             "started_at": self.started_at,
@@ -198,6 +202,7 @@ class Reindexer:
         self._fp = fingerprint_key(embedder.fingerprint.to_json())
         self.progress = ReindexProgress()
         self._keywords: KeywordIndex | None = None
+        self._reuse = False
 
     def _report(self, **changes: Any) -> None:
         self.progress = replace(self.progress, **changes)
@@ -242,11 +247,14 @@ class Reindexer:
         if self._settings.keyword_index and not has_bm25:
             self._keywords = KeywordIndex(keyword_path(self._settings.data_dir, target, {}))
         set_properties(client, target, {ROLE: "building"})
+        # The same model on the same backend made the stored vectors: reuse them (a reindex
+        # for a schema or index change embeds nothing); any other fingerprint embeds again.
+        self._reuse = recorded_fingerprint(client, source) == self._embedder.fingerprint.to_json()
         set_properties(client, source, {MIRROR: target})
         time.sleep(self._settle_s)  # every writer now mirrors into the target
 
         self._report(phase="copying", total=count_rows(client, source))
-        for rows in _pages(client, source, OUTPUT_FIELDS, self._batch):
+        for rows in _pages(client, source, self._read_fields(), self._batch):
             self._copy(target, rows)
             self._report(done=self.progress.done + len(rows))
 
@@ -270,11 +278,23 @@ class Reindexer:
         self._report(finished_at=time.time())
         log.info("reindex: %r now serves %r (previous: %r)", self._name, target, previous)
 
+    def _read_fields(self) -> list[str]:
+        return [*OUTPUT_FIELDS, VECTOR_FIELD] if self._reuse else OUTPUT_FIELDS
+
     def _vectors(self, rows: Sequence[dict[str, Any]]) -> list[np.ndarray]:
-        """One vector per row, from the cache or embedded (and then cached)."""
+        """One vector per row: the stored one when reused, else from the cache or embedded
+        (and then cached)."""
         keys = [
             str(r.get("content_hash") or "") or text_key(str(r.get("text") or "")) for r in rows
         ]
+        if self._reuse:
+            stored = {
+                k: np.asarray(r[VECTOR_FIELD], dtype=np.float32)
+                for k, r in zip(keys, rows, strict=True)
+            }
+            self._cache.put_many(self._fp, stored)
+            self._report(reused=self.progress.reused + len(rows))
+            return [stored[k] for k in keys]
         found = self._cache.get_many(self._fp, keys)
         missing = {k: str(r.get("text") or "") for k, r in zip(keys, rows, strict=True)}
         missing = {k: t for k, t in missing.items() if k not in found}
@@ -364,7 +384,7 @@ class Reindexer:
         for start in range(0, len(copy), self._batch):
             ids = copy[start : start + self._batch]
             rows = self._client.get(
-                source, ids=ids, output_fields=OUTPUT_FIELDS, consistency_level="Strong"
+                source, ids=ids, output_fields=self._read_fields(), consistency_level="Strong"
             )
             self._copy(target, [dict(r) for r in rows])
         log.info("reindex catch-up: %d rows copied, %d deleted", len(copy), len(delete))
