@@ -43,6 +43,7 @@ from search_api.errors import ErrorResponse, error_response, install_error_handl
 from search_api.events import SearchEvents
 from search_api.health_routes import attach_health
 from search_api.rate_limits import rate_limiter
+from search_api.reindex_routes import attach_reindex
 from search_api.search_routes import attach_search
 from search_api.security import (
     KeyRing,
@@ -164,4 +165,5 @@ def create_app(
     attach_articles(app, backend, sink, audit, caller)
     attach_stories(app, settings, backend.stories, caller, sink, audit)
     attach_admin(app, audit, admin, caller)
+    attach_reindex(app, settings, backend, audit, caller)
     return app

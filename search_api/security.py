@@ -70,7 +70,7 @@ def needs_admin(method: str, path: str) -> bool:
     """True when a request needs an admin key: any method that may change data (``POST
     /search`` reads, so it does not) and the admin reads of :data:`ADMIN_READ_PATHS`."""
     if method in ("GET", "HEAD", "OPTIONS"):
-        return path in ADMIN_READ_PATHS
+        return path in ADMIN_READ_PATHS or path.startswith("/admin/reindex")
     return path != "/search"
 
 

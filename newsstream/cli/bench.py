@@ -297,6 +297,24 @@ def bench_delete(
     _write("delete", out, result)
 
 
+@bench_app.command("reindex")
+def bench_reindex(
+    rows: Annotated[int, typer.Option(min=100, help="Rows to fill, then reindex.")] = 20_000,
+    store: Annotated[str, typer.Option(help="Local store: milvus-2.3 or lite-3.2.")] = "milvus-2.3",
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Reindex time and rate, cold and with a warm embedding cache, and search p99 during the
+    swap against before it (failed and empty searches counted)."""
+    from newsstream.bench.reindex import run_reindex_bench
+
+    result = run_reindex_bench(
+        rows, data, settings=settings_or_exit(), store=store, console=console
+    )
+    console.print_json(json.dumps(result))
+    _write("reindex", out, result)
+
+
 @bench_app.command("all")
 def bench_all() -> None:
     """Every scenario with its defaults, one after the other."""
