@@ -18,9 +18,11 @@ How it chooses, in order:
    change of these measures again. Processes that start together serialise on a file lock, so
    one measures and the others read its record.
 4. Otherwise measure (:func:`measure_backends`): each candidate and torch embed the 48
-   :func:`embedding.probe_texts.probe_texts` in turns for :data:`ROUNDS` rounds (best round
-   counts, the machine may be busy); quality is the mean cosine to torch fp32's vectors of the
-   same texts. Cost: loading each backend (exporting it on a first start) plus a few seconds.
+   :func:`embedding.probe_texts.probe_texts` in :data:`CHUNKS` interleaved chunks, taking turns,
+   up to :data:`ROUNDS` times (each chunk's fastest run counts: the machine may be busy; no
+   round starts after :data:`TIMING_BUDGET_S` seconds of timing); quality is
+   the mean cosine to torch fp32's vectors of the same texts. Cost: loading each backend
+   (exporting it on a first start) plus a few seconds.
 
 The rule of :func:`decide`: a candidate qualifies when its mean cosine to fp32 is at least
 :data:`MIN_MEAN_COSINE` and it is at least :data:`MIN_SPEEDUP` times as fast as torch; the
@@ -64,8 +66,12 @@ log = logging.getLogger(__name__)
 MIN_MEAN_COSINE = 0.99
 #: An int8 backend must beat fp32 by this factor to be worth its (small) loss of precision.
 MIN_SPEEDUP = 1.10
-#: Timing rounds per backend (interleaved; the fastest round counts).
+#: Timing rounds per backend (interleaved; the fastest run of each chunk counts).
 ROUNDS = 3
+#: The probe texts are timed in this many interleaved chunks (each mixes short and long texts).
+CHUNKS = 3
+#: No further timing round starts after this many seconds of timing (at least one is done).
+TIMING_BUDGET_S = 20.0
 #: Version of the cached record's form (part of the key).
 FORMAT = 1
 #: The directory, inside a model's cache directory, that holds the measured choices.
@@ -215,30 +221,48 @@ def measure_backends(
         except Exception as exc:  # an export or a runtime may fail in many ways; all mean "no"
             errors[name] = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("embedding backend %s could not be measured: %s", name, errors[name])
-    best: dict[str, float] = {}
+    # Short interleaved runs, each backend's fastest of ``rounds`` per chunk summed: on a
+    # shared machine a burst of other work then slows one chunk of one backend, not its figure.
+    chunks = [texts[i::CHUNKS] for i in range(CHUNKS)]
+    best: dict[str, list[float]] = {name: [float("inf")] * CHUNKS for name in embedders}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in embedders}
+    started = time.perf_counter()
+    for repeat in range(rounds):
+        if repeat and time.perf_counter() - started > TIMING_BUDGET_S:
+            break  # a busy machine: the rounds done so far decide (first-start cost bound)
+        for index, chunk in enumerate(chunks):
+            order = list(embedders)
+            shift = (repeat + index) % len(order)  # no backend always runs first
+            for name in order[shift:] + order[:shift]:
+                if name in errors:
+                    continue
+                try:
+                    start = time.perf_counter()
+                    rows = embedders[name].embed(chunk)
+                    elapsed = time.perf_counter() - start
+                except Exception as exc:
+                    errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                    continue
+                best[name][index] = min(best[name][index], elapsed)
+                if repeat == 0:
+                    parts[name].append(rows)
     vectors: dict[str, np.ndarray] = {}
-    for _ in range(rounds):
-        for name, embedder in embedders.items():
-            if name in errors:
-                continue
-            try:
-                start = time.perf_counter()
-                vectors[name] = embedder.embed(texts)
-                elapsed = time.perf_counter() - start
-            except Exception as exc:
-                errors[name] = f"{type(exc).__name__}: {exc}"[:300]
-                continue
-            best[name] = min(best.get(name, elapsed), elapsed)
+    for name, done in parts.items():
+        if name in errors or len(done) != CHUNKS:
+            continue
+        vectors[name] = np.empty((len(texts), done[0].shape[1]), dtype=np.float32)
+        for index, chunk_rows in enumerate(done):
+            vectors[name][index::CHUNKS] = chunk_rows  # back in the order of ``texts``
     reference = vectors.get("torch")
     result: dict[str, Measurement] = {}
     for name in names:
-        if name in errors or name not in best:
+        if name in errors or name not in vectors:
             result[name] = Measurement(name, error=errors.get(name, "not measured"))
             continue
         cos = np.sum(vectors[name] * reference, axis=1) if reference is not None else np.zeros(1)
         result[name] = Measurement(
             name,
-            texts_per_s=round(len(texts) / best[name], 1),
+            texts_per_s=round(len(texts) / sum(best[name]), 1),
             mean_cosine=round(float(np.mean(cos)), 5),
             min_cosine=round(float(np.min(cos)), 5),
         )
@@ -329,6 +353,7 @@ def _measured_choice(
         if adjust is not None:
             measured = {name: adjust(m) for name, m in measured.items()}
         seconds = time.perf_counter() - start
+        load_avg = round(os.getloadavg()[0], 1)
         backend, figures = decide(measured)
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         _write_record(
@@ -343,6 +368,7 @@ def _measured_choice(
                 "threads": threads,
                 "measured_at": when,
                 "seconds": round(seconds, 1),
+                "load_avg_1m": load_avg,
                 "texts": len(probe_texts()),
                 "rounds": ROUNDS,
                 "min_mean_cosine": MIN_MEAN_COSINE,
@@ -351,7 +377,11 @@ def _measured_choice(
                 "choice": backend,
             },
         )
-    return Decision(backend, "measured", f"measured here in {seconds:.0f} s: {figures}")
+    return Decision(
+        backend,
+        "measured",
+        f"measured here in {seconds:.0f} s (load average {load_avg}): {figures}",
+    )
 
 
 def read_record(path: Path, key: str) -> tuple[str, list[Measurement]] | None:
