@@ -16,7 +16,9 @@ How it chooses, in order:
    (``<model cache dir>/<model>-<hash>/auto-choice/<key>.json``), keyed by the model files
    and export recipe, the CPU model and flags, the runtime versions and the thread count: any
    change of these measures again. Processes that start together serialise on a file lock, so
-   one measures and the others read its record.
+   one measures and the others read its record. A record measured while the machine was busy
+   (load average above :data:`BUSY_LOAD_PER_CORE` per core) is used until a start finds the
+   machine quieter, which measures again.
 4. Otherwise measure (:func:`measure_backends`): each candidate and torch embed the 48
    :func:`embedding.probe_texts.probe_texts` in :data:`CHUNKS` interleaved chunks, taking turns,
    up to :data:`ROUNDS` times (each chunk's fastest run counts: the machine may be busy; no
@@ -70,6 +72,9 @@ MIN_SPEEDUP = 1.10
 ROUNDS = 3
 #: The probe texts are timed in this many interleaved chunks (each mixes short and long texts).
 CHUNKS = 3
+#: A measurement taken at a load average above this many runnable tasks per core is cached as
+#: busy: used, but measured again by the first start that finds the machine below that load.
+BUSY_LOAD_PER_CORE = 2.0
 #: No further timing round starts after this many seconds of timing (at least one is done).
 TIMING_BUDGET_S = 20.0
 #: Version of the cached record's form (part of the key).
@@ -131,6 +136,12 @@ class Decision:
     def line(self) -> str:
         """``embedding backend <name> (<source>): <reason>``, the line a start logs."""
         return f"embedding backend {self.backend} ({self.source}): {self.reason}"
+
+
+def is_busy(load_avg: float, cores: int) -> bool:
+    """True when a load average means timings here are not this CPU's own (see
+    :data:`BUSY_LOAD_PER_CORE`). Pure."""
+    return load_avg > BUSY_LOAD_PER_CORE * cores
 
 
 def choice_key(
@@ -277,13 +288,15 @@ def resolve_auto(
     load: Loader | None = None,
     adjust: Callable[[Measurement], Measurement] | None = None,
     cache_dir: Path | None = None,
+    loadavg: Callable[[], float] | None = None,
 ) -> Decision:
     """The :class:`Decision` for ``embedding_backend=auto`` here (see the module docstring).
 
     Seams for tests (defaults are this machine): ``cpu`` and ``versions`` (the cache key),
     ``load`` (how a backend's embedder is built), ``adjust`` (applied to each fresh measurement
     before it is decided and cached, e.g. a quality figure measured on another CPU),
-    ``cache_dir`` (where records go; default next to the model's exports).
+    ``cache_dir`` (where records go; default next to the model's exports), ``loadavg`` (the
+    1-minute load average, default :func:`os.getloadavg`'s).
     """
     from embedding.embedder import recorded_ranking
 
@@ -312,6 +325,7 @@ def resolve_auto(
             load=load,
             adjust=adjust,
             cache_dir=cache_dir,
+            loadavg=loadavg or (lambda: os.getloadavg()[0]),
         )
     except Exception as exc:  # the choice must never keep a service from starting
         log.warning("embedding backend measurement failed", exc_info=True)
@@ -329,6 +343,7 @@ def _measured_choice(
     load: Loader | None,
     adjust: Callable[[Measurement], Measurement] | None,
     cache_dir: Path | None,
+    loadavg: Callable[[], float],
 ) -> Decision:
     from embedding.embedder import Embedder, local_model_dir, resolve_model_path
     from embedding.onnx_export import model_cache_root
@@ -342,18 +357,20 @@ def _measured_choice(
     key = choice_key(root.name, cpu, versions, threads)
     path = (cache_dir or root / CHOICE_DIR) / f"{key}.json"
     with _exclusive_lock(path.with_name(f".{path.name}.lock")):
-        record = read_record(path, key)
+        cores = os.cpu_count() or 1
+        record = read_record(path, key, quiet_now=not is_busy(loadavg(), cores))
         if record is not None:
             measured = {m.backend: m for m in record[1] if m.backend in {"torch", *candidates}}
             backend, figures = decide(measured)
             return Decision(backend, "cached", f"measured here on {record[0]}: {figures}")
         log.info("measuring embedding backends on this machine (first start; %s)", cpu.describe())
         start = time.perf_counter()
+        load_before = loadavg()
         measured = measure_backends(settings, candidates, load=load or Embedder)
         if adjust is not None:
             measured = {name: adjust(m) for name, m in measured.items()}
         seconds = time.perf_counter() - start
-        load_avg = round(os.getloadavg()[0], 1)
+        load_avg = round(max(load_before, loadavg()), 1)
         backend, figures = decide(measured)
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         _write_record(
@@ -369,6 +386,7 @@ def _measured_choice(
                 "measured_at": when,
                 "seconds": round(seconds, 1),
                 "load_avg_1m": load_avg,
+                "busy": is_busy(load_avg, cores),
                 "texts": len(probe_texts()),
                 "rounds": ROUNDS,
                 "min_mean_cosine": MIN_MEAN_COSINE,
@@ -384,12 +402,17 @@ def _measured_choice(
     )
 
 
-def read_record(path: Path, key: str) -> tuple[str, list[Measurement]] | None:
+def read_record(
+    path: Path, key: str, *, quiet_now: bool = False
+) -> tuple[str, list[Measurement]] | None:
     """``(measured_at, measurements)`` of the record at ``path`` when it is for ``key``, else
-    None (absent, unreadable, another form or key: the caller measures again)."""
+    None (absent, unreadable, another form or key: the caller measures again). With
+    ``quiet_now``, a record measured on a busy machine is None too (measured again)."""
     try:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT or data.get("key") != key:
+            return None
+        if quiet_now and data.get("busy") is True:
             return None
         return str(data["measured_at"]), [
             Measurement.from_json(m) for m in data["backends"].values()

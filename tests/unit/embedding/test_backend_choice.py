@@ -17,6 +17,7 @@ from embedding.backend_choice import (
     choice_key,
     cpu_rule,
     decide,
+    is_busy,
     read_record,
     resolve_auto,
 )
@@ -157,6 +158,11 @@ def test_a_cached_record_is_decided_again_and_read_only_for_its_key(tmp_path: Pa
     assert record[0] == "2026-11-29T10:00:00+00:00"
     assert decide({m.backend: m for m in record[1]})[0] == "torch"
     assert read_record(path, "other-key") is None
+    busy = json.loads(path.read_text()) | {"busy": True}
+    path.write_text(json.dumps(busy))
+    assert read_record(path, "k") is not None  # still the best figures while the load lasts
+    assert read_record(path, "k", quiet_now=True) is None  # a quiet start measures again
+    assert is_busy(4.1, 2) and not is_busy(3.9, 2)
     path.write_text("{not json")
     assert read_record(path, "k") is None
 
