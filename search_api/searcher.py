@@ -381,6 +381,9 @@ class Searcher:
 
     def get(self, article_id: str) -> dict[str, Any] | None:
         """The stored article with ``article_id``, or None."""
+        return self._retry_missing(lambda: self._get(article_id))
+
+    def _get(self, article_id: str) -> dict[str, Any] | None:
         try:
             rows = self._client.get(
                 self._collection,

@@ -34,6 +34,8 @@ CONTRACT = {
     ("GET", "/trends"),
     ("GET", "/stories/{story_id}"),
     ("POST", "/stories/{story_id}/split"),
+    ("POST", "/admin/reindex"),
+    ("GET", "/admin/reindex/{job}"),
 }
 
 
