@@ -7,6 +7,8 @@ document for a later ``newsstream up --replay DIR``). The local registry lives i
 ``producer.sqlite3``; how it merges with the feeds file is documented in
 :mod:`producers.registry`. Changes are also written to the feeds topic (on the configured Kafka,
 or the broker of a running `newsstream up`), from which running producers pick them up at once.
+``add``, ``update``, ``remove`` and ``import`` record each change in the audit as ``cli:<user>``
+before making it (:mod:`newsstream.ops.feed_admin`; `newsstream audit` lists them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from producers.feeds import FeedSpec
 from producers.registry import (
     FeedRegistry,
     feed_statuses,
-    parse_opml,
     resolve_feeds,
     state_path,
     to_opml,
@@ -50,35 +51,11 @@ def _polled_feeds(settings: Settings) -> list[FeedSpec]:
         registry.close()
 
 
-def _shared_settings(settings: Settings) -> Settings:
-    """``settings`` on the broker the producers share: the configured Kafka, else the broker of
-    the `newsstream up` running with this data dir (no bootstrap when there is neither)."""
-    from newsstream.stack.up_marker import running_up
-
-    if settings.kafka_bootstrap is None:
-        running = running_up(settings.data_dir)
-        if running is not None and running.kafka_bootstrap:
-            return settings.model_copy(update={"kafka_bootstrap": running.kafka_bootstrap})
-    return settings
-
-
-def _writable_registry(settings: Settings) -> FeedRegistry:
-    """The registry whose changes also go to the feeds topic the producers share
-    (:func:`_shared_settings`); without a broker only the local file changes (a producer
-    publishes it when it starts)."""
-    from producers.feed_topic import open_registry
-
-    try:
-        return open_registry(_shared_settings(settings))
-    except NewsstreamError as exc:
-        raise fail(exc) from None
-
-
-def _unrecorded(audit_id: str | None) -> None:
+def _unrecorded(recorded: bool) -> None:
     """Say on stderr that a change has no audit record (no broker was known)."""
     from newsstream.ops.operator_audit import UNRECORDED_NOTE
 
-    if audit_id is None:
+    if not recorded:
         err_console.print(f"[yellow]note:[/yellow] {UNRECORDED_NOTE}", soft_wrap=True)
 
 
@@ -106,7 +83,7 @@ def register(app: typer.Typer) -> None:
                 done = admin.add(audit, by, url, name, tuple(tags or ()), retention_days)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        _unrecorded(done.audit_id)
+        _unrecorded(done.audit_id is not None)
         spec, new = done.feed, done.created
         console.print(f"{'added' if new else 'updated'} {spec.id} {spec.url}")
 
@@ -132,7 +109,7 @@ def register(app: typer.Typer) -> None:
                 done = admin.set_retention(audit, by, target, retention_days)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        _unrecorded(done.audit_id)
+        _unrecorded(done.audit_id is not None)
         spec = done.feed
         window = "the global window" if spec.retention_days is None else f"{spec.retention_days} d"
         console.print(f"updated {spec.id} {spec.url}: retention {window}")
@@ -147,7 +124,7 @@ def register(app: typer.Typer) -> None:
                 done = admin.remove(audit, by, target)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        _unrecorded(done.audit_id)
+        _unrecorded(done.audit_id is not None)
         removed = done.feed
         console.print(f"removed {removed.id} {removed.url}")
 
@@ -192,18 +169,20 @@ def register(app: typer.Typer) -> None:
     def import_opml(
         file: Annotated[Path, typer.Argument(help="An OPML file.", exists=True, dir_okay=False)],
     ) -> None:
-        """Add every feed of an OPML file to the registry."""
-        registry = _writable_registry(settings_or_exit())
+        """Add every feed of an OPML file to the registry (each recorded in the audit)."""
+        from newsstream.ops.feed_admin import cli_feed_admin
+
         try:
-            specs, problems = parse_opml(file)
-            added, existing = registry.import_opml(file)
+            with cli_feed_admin(settings_or_exit()) as (admin, audit, by):
+                done = admin.import_opml(audit, by, file)
         except NewsstreamError as exc:
             raise fail(exc) from None
-        finally:
-            registry.close()
-        for problem in problems:
+        _unrecorded(done.recorded)
+        for problem in done.problems:
             err_console.print(f"[yellow]skipped:[/yellow] {problem}")
-        console.print(f"{len(specs)} feeds in {file}: {added} added, {existing} already there")
+        console.print(
+            f"{done.feeds} feeds in {file}: {done.added} added, {done.existing} already there"
+        )
 
     @feeds.command("export")
     def export_opml(

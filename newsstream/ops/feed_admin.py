@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.errors import NewsstreamError
@@ -39,6 +40,7 @@ from producers.registry import (
     FeedStatus,
     check_retention_days,
     feed_statuses,
+    parse_opml,
     resolve_feeds,
     state_path,
     validate_url,
@@ -87,6 +89,18 @@ def status_json(row: FeedStatus) -> dict[str, Any]:
         "next_poll_at": st.next_poll_at if st.last_fetch_at else None,
         "error_streak": st.error_streak,
     }
+
+
+@dataclass(frozen=True)
+class OpmlImport:
+    """What an OPML import did: feeds in the file, added, already there, outlines skipped
+    (with the reason), and whether the additions were recorded in the audit."""
+
+    feeds: int
+    added: int
+    existing: int
+    problems: list[str]
+    recorded: bool
 
 
 class FeedAdmin:
@@ -185,6 +199,28 @@ class FeedAdmin:
             details = {"url": shared.url, "shared_only": True}
             record = _record(audit, "feed.remove", ident, by, reason, details)
             return FeedChange(remove_from_topic(self._settings, ident) or shared, False, record)
+
+    def import_opml(
+        self, audit: AuditLog | None, by: str, path: Path, reason: str | None = None
+    ) -> OpmlImport:
+        """Add every feed of an OPML file: one ``feed.add`` record per feed (details name the
+        file), all written before :meth:`producers.registry.FeedRegistry.import_opml` adds them.
+        An unreadable or unsafe file raises :class:`core.errors.InvalidInput` (nothing
+        recorded)."""
+        specs, problems = parse_opml(path)
+        with self._registry() as registry:
+            for spec in specs:
+                details = {
+                    "url": spec.url,
+                    "name": spec.name,
+                    "tags": list(spec.tags),
+                    "retention_days": spec.retention_days,
+                    "new": registry.get(spec.id) is None,
+                    "opml": path.name,
+                }
+                _record(audit, "feed.add", spec.id, by, reason, details)
+            added, existing = registry.import_opml(path)
+        return OpmlImport(len(specs), added, existing, problems, audit is not None)
 
     def _registered(self, registry: FeedRegistry, target: str) -> FeedSpec:
         found = registry.get(_ident(target))

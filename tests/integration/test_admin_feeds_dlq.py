@@ -7,6 +7,7 @@ and records nothing; `newsstream dlq replay` records its replay as `cli:<user>`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ READ = "read-key-for-the-admin-route-tests"
 AS_ADMIN = {"X-API-Key": ADMIN}
 AS_READER = {"X-API-Key": READ}
 URL = "https://wire.example/rss"
+OTHER = "https://other.example/feed.xml"
 POISON = [(f"key-{n}".encode(), f"not an article {n}".encode()) for n in range(3)]
 
 
@@ -241,15 +243,22 @@ def test_the_cli_replay_is_audited_as_the_user_who_ran_it(
 
 
 def test_feed_commands_are_audited_as_the_user_who_ran_them(
-    make_settings: Any, unique_name: str
+    make_settings: Any, unique_name: str, tmp_path: Path
 ) -> None:
     settings = make_settings(kafka_audit_topic=f"{unique_name}.audit")
     env = settings_env(settings)
     runner = CliRunner()
+    opml = tmp_path / "more.opml"
+    opml.write_text(
+        '<opml version="2.0"><body><outline type="rss" text="Other" xmlUrl="' + OTHER + '"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
     for args in (
         ["feeds", "add", URL, "--retention-days", "7"],
         ["feeds", "update", URL, "--retention-days", "0"],
         ["feeds", "remove", URL],
+        ["feeds", "import", str(opml)],
     ):
         result = runner.invoke(cli, args, env=env)
         assert result.exit_code == 0, f"{args}: {result.output}"
@@ -259,5 +268,7 @@ def test_feed_commands_are_audited_as_the_user_who_ran_them(
         ("feed.add", feed_id(URL), cli_identity()),
         ("feed.retention", feed_id(URL), cli_identity()),
         ("feed.remove", feed_id(URL), cli_identity()),
+        ("feed.add", feed_id(OTHER), cli_identity()),
     ]
     assert records[0].details["retention_days"] == 7 and records[1].details["was"] == 7
+    assert records[3].details["opml"] == "more.opml" and _registry(settings) == {OTHER: None}
