@@ -54,7 +54,7 @@ from newsstream.stack.replay import ReplayServer
 from producers.feeds import feeds_to_toml
 from producers.publisher import Publisher
 
-from probes import read_topic, wait_until
+from probes import read_topic
 from worker_procs import ROOT, settings_env
 
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
@@ -610,12 +610,3 @@ class Feeder:
         self._publisher.close()
         assert not self.errors, self.errors
         return self.delivered
-
-
-def timed_wait(
-    predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5
-) -> float:
-    """:func:`probes.wait_until`, returning the seconds it took (for the printed recovery times)."""
-    began = time.monotonic()
-    wait_until(predicate, timeout_s, what, every_s)
-    return time.monotonic() - began
