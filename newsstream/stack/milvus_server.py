@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,18 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM: stop within the supervisor's grace time instead of Milvus's default 30 minutes.
     server.config.set("common.gracefulStopTimeout", GRACEFUL_STOP_S)
     server.config.set("common.session.ttl", SESSION_TTL_S)
+    # The wrapper probes each port with a plain bind and, when that fails, silently moves the
+    # port upwards. Right after a SIGKILL the old server's connections linger in TIME_WAIT on
+    # the gRPC port, so a plain bind fails and the server would come back on PORT+1, where no
+    # client looks. Milvus itself listens with SO_REUSEADDR; probing the same way keeps PORT.
+    server.config.try_bind_port = types.MethodType(_bind_reusing_address, server.config)
     server.config.resolve()  # writes configs/milvus.yaml; releases the ports it probed
+    resolved = int(server.config.get("proxy_port"))
+    if resolved != args.port:
+        sys.exit(
+            f"the Milvus server cannot listen on 127.0.0.1:{args.port} (another process holds "
+            f"it); the wrapper would have moved it to {resolved}, where no client looks"
+        )
     _embedded_etcd_on_free_ports(data_dir, server.config)
     milvus._initialize_data_files(server.config.base_data_dir)
     metrics_port = free_port()
@@ -79,6 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(data_dir)
     sys.stdout.flush()
     os.execve(exe, [exe, "run", "standalone"], env)
+
+
+def _bind_reusing_address(_config: Any, port: int) -> socket.socket | None:
+    """The wrapper's port probe (a listening socket on 127.0.0.1:``port``, or ``None`` when it
+    cannot be bound), binding with SO_REUSEADDR as the server itself will."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def _embedded_etcd_on_free_ports(data_dir: Path, config: Any) -> None:

@@ -10,6 +10,9 @@ worker starts.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from core.kafka import ensure_topics
+from newsstream.stack.launchers import local_milvus_command
 from newsstream.stack.milvus_server import GRACEFUL_STOP_S, GRACEFUL_TIME_MS, SESSION_TTL_S
 from producers.publisher import Publisher
 from search_api.app import create_app
@@ -141,3 +145,16 @@ def test_the_launcher_writes_short_sessions_and_graceful_times_into_the_server_c
     assert config["common"]["session"]["ttl"] == SESSION_TTL_S
     assert config["common"]["gracefulTime"] == GRACEFUL_TIME_MS
     assert config["common"]["gracefulStopTimeout"] == GRACEFUL_STOP_S
+
+
+def test_the_launcher_refuses_a_port_it_cannot_have_instead_of_moving(tmp_path: Path) -> None:
+    """The ``milvus`` wrapper moves a taken port upwards; clients would look in vain at the one
+    they were given. The launcher exits with a message naming the port instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        argv = local_milvus_command("server", tmp_path, port)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
