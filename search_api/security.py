@@ -6,7 +6,8 @@
   ``Authorization: Bearer``). A read key may call every GET route and ``POST /search``; an admin
   key may call everything a read key may and, besides, any other method (the story edit
   ``POST /stories/{id}/split``, ``DELETE /articles/{id}``) and the admin reads
-  (:data:`ADMIN_READ_PATHS`: ``GET /audit``). Keys are compared in constant time.
+  (:data:`ADMIN_READ_PATHS`: the audit, the feed registry, the DLQ; and the reindex jobs).
+  Keys are compared in constant time.
 - Who: the audit names a caller by :func:`key_fingerprint` (12 hex characters of a SHA-256 of
   the key; never the key), or ``loopback`` when the API has no keys (it then listens on
   loopback only).
