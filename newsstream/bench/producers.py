@@ -113,6 +113,9 @@ def _totals(port: int) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            if "result" in sample.labels:  # fetches by result: ok, not_modified, timeout, ...
+                key = f"{sample.name}:{sample.labels['result']}"
+                totals[key] = totals.get(key, 0.0) + sample.value
     return totals
 
 
@@ -197,6 +200,16 @@ class _Run:
             published += totals.get("newsstream_entries_published_total", 0.0)
         return polled, published
 
+    def failed(self) -> int:
+        """Polls that neither brought a document nor a 304 (timeouts, parse errors, ...)."""
+        failed = 0.0
+        for port in self.ports.values():
+            totals = _totals(port)
+            good = totals.get("newsstream_feed_fetches_total:ok", 0.0)
+            good += totals.get("newsstream_feed_fetches_total:not_modified", 0.0)
+            failed += totals.get("newsstream_feed_fetches_total", 0.0) - good
+        return int(failed)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -228,6 +241,7 @@ def _one_count(
         _wait_polls(run, base + n_feeds, 3600)
         changed_s = time.monotonic() - started
         _polled, entries = run.polled()
+        failed = run.failed()
         started = time.monotonic()
         _wait_polls(run, base + 2 * n_feeds, 3600)
         not_modified_s = time.monotonic() - started
@@ -236,6 +250,7 @@ def _one_count(
             "join_s": round(joined_s, 1),
             "changed_cycle_s": round(changed_s, 2),
             "changed_entries_published": int(entries),
+            "changed_polls_failed": failed,
             "not_modified_cycle_s": round(not_modified_s, 2),
         }
         if producers > 1:
