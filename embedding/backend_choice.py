@@ -289,6 +289,7 @@ def resolve_auto(
     adjust: Callable[[Measurement], Measurement] | None = None,
     cache_dir: Path | None = None,
     loadavg: Callable[[], float] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> Decision:
     """The :class:`Decision` for ``embedding_backend=auto`` here (see the module docstring).
 
@@ -296,7 +297,8 @@ def resolve_auto(
     ``load`` (how a backend's embedder is built), ``adjust`` (applied to each fresh measurement
     before it is decided and cached, e.g. a quality figure measured on another CPU),
     ``cache_dir`` (where records go; default next to the model's exports), ``loadavg`` (the
-    1-minute load average, default :func:`os.getloadavg`'s).
+    1-minute load average, default :func:`os.getloadavg`'s), ``texts`` (default the probe
+    texts).
     """
     from embedding.embedder import recorded_ranking
 
@@ -326,6 +328,7 @@ def resolve_auto(
             adjust=adjust,
             cache_dir=cache_dir,
             loadavg=loadavg or (lambda: os.getloadavg()[0]),
+            texts=texts,
         )
     except Exception as exc:  # the choice must never keep a service from starting
         log.warning("embedding backend measurement failed", exc_info=True)
@@ -344,6 +347,7 @@ def _measured_choice(
     adjust: Callable[[Measurement], Measurement] | None,
     cache_dir: Path | None,
     loadavg: Callable[[], float],
+    texts: Sequence[str] | None,
 ) -> Decision:
     from embedding.embedder import Embedder, local_model_dir, resolve_model_path
     from embedding.onnx_export import model_cache_root
@@ -366,7 +370,7 @@ def _measured_choice(
         log.info("measuring embedding backends on this machine (first start; %s)", cpu.describe())
         start = time.perf_counter()
         load_before = loadavg()
-        measured = measure_backends(settings, candidates, load=load or Embedder)
+        measured = measure_backends(settings, candidates, load=load or Embedder, texts=texts)
         if adjust is not None:
             measured = {name: adjust(m) for name, m in measured.items()}
         seconds = time.perf_counter() - start
@@ -387,7 +391,7 @@ def _measured_choice(
                 "seconds": round(seconds, 1),
                 "load_avg_1m": load_avg,
                 "busy": is_busy(load_avg, cores),
-                "texts": len(probe_texts()),
+                "texts": len(texts or probe_texts()),
                 "rounds": ROUNDS,
                 "min_mean_cosine": MIN_MEAN_COSINE,
                 "min_speedup": MIN_SPEEDUP,

@@ -20,12 +20,17 @@ from core.settings import PACKAGED_MODEL, Settings
 from embedding.backend_choice import MIN_MEAN_COSINE, Measurement, resolve_auto
 from embedding.cpu import CpuIdentity, library_versions
 from embedding.embedder import BACKENDS, Embedder
+from embedding.probe_texts import probe_texts
 
 #: The first test exports the int8 models when the run's shared cache has none yet (minutes on
 #: a busy 2-core machine).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 XEON = CpuIdentity("Test Xeon with VNNI", ("avx2", "avx512f", "avx512_vnni"))
+
+
+#: A quarter of the probe texts, headlines to articles: the same measurement, shorter.
+TEXTS = probe_texts()[::4]
 
 
 def quiet() -> float:
@@ -75,7 +80,9 @@ def test_first_start_measures_and_caches_a_second_reads_a_new_cpu_measures_again
     def measured_times() -> dict[str, int]:
         return {name: loads.get(name, 0) - before[name] for name in BACKENDS}
 
-    first = resolve_auto(settings, cpu=XEON, load=loader, cache_dir=records, loadavg=quiet)
+    first = resolve_auto(
+        settings, cpu=XEON, load=loader, cache_dir=records, loadavg=quiet, texts=TEXTS
+    )
     assert first.source == "measured", first.line()
     assert first.backend in BACKENDS
     assert measured_times() == dict.fromkeys(BACKENDS, 1)
@@ -92,12 +99,16 @@ def test_first_start_measures_and_caches_a_second_reads_a_new_cpu_measures_again
     def no_loading(_settings: Settings) -> Embedder:
         raise AssertionError("a cached choice must not measure again")
 
-    second = resolve_auto(settings, cpu=XEON, load=no_loading, cache_dir=records, loadavg=quiet)
+    second = resolve_auto(
+        settings, cpu=XEON, load=no_loading, cache_dir=records, loadavg=quiet, texts=TEXTS
+    )
     assert (second.backend, second.source) == (first.backend, "cached")
     assert record["measured_at"] in second.reason
 
     other_cpu = replace(XEON, model="Another Xeon with VNNI")
-    third = resolve_auto(settings, cpu=other_cpu, load=loader, cache_dir=records, loadavg=quiet)
+    third = resolve_auto(
+        settings, cpu=other_cpu, load=loader, cache_dir=records, loadavg=quiet, texts=TEXTS
+    )
     assert third.source == "measured"
     assert len(list(records.glob("*.json"))) == 2
     assert measured_times() == dict.fromkeys(BACKENDS, 2)
@@ -119,6 +130,7 @@ def test_a_backend_under_the_bar_here_is_never_picked(
         adjust=as_on_an_avx2_epyc,
         cache_dir=tmp_path,
         loadavg=quiet,
+        texts=TEXTS,
     )
     assert (decision.backend, decision.source) == ("torch", "measured")
     assert decision.reason.count(f"cosine 0.9897 (under the {MIN_MEAN_COSINE} bar)") == 2
@@ -127,6 +139,7 @@ def test_a_backend_under_the_bar_here_is_never_picked(
         cpu=replace(XEON, model="Xeon whose int8 is imprecise"),
         cache_dir=tmp_path,
         loadavg=quiet,
+        texts=TEXTS,
     )
     assert (again.backend, again.source) == ("torch", "cached")
 
@@ -145,6 +158,7 @@ def test_a_backend_that_fails_to_load_is_named_and_left_out(
         load=openvino_fails,
         cache_dir=tmp_path,
         loadavg=quiet,
+        texts=TEXTS,
     )
     assert decision.backend in {"torch", "onnx-int8"}
     assert "openvino-int8 failed (RuntimeError: export failed" in decision.reason
@@ -164,13 +178,19 @@ def test_a_choice_measured_on_a_busy_machine_is_measured_again_once_it_is_quiet(
     def busy() -> float:
         return load
 
-    first = resolve_auto(settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=busy)
+    first = resolve_auto(
+        settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=busy, texts=TEXTS
+    )
     assert first.source == "measured" and f"load average {load}" in first.reason
     (path,) = tmp_path.glob("*.json")
     assert json.loads(path.read_text())["busy"] is True
-    still_busy = resolve_auto(settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=busy)
+    still_busy = resolve_auto(
+        settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=busy, texts=TEXTS
+    )
     assert still_busy.source == "cached"
     torch_loads = loads["torch"]
-    quieter = resolve_auto(settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=quiet)
+    quieter = resolve_auto(
+        settings, cpu=cpu, load=loader, cache_dir=tmp_path, loadavg=quiet, texts=TEXTS
+    )
     assert quieter.source == "measured" and loads["torch"] == torch_loads + 1
     assert json.loads(path.read_text())["busy"] is False
