@@ -213,7 +213,7 @@ class Topology:
         milvus_port = free_port()
         self.milvus = Service(
             "milvus",
-            milvus_in_place_command(self.base, milvus_port),
+            local_milvus_command("server", self.base, milvus_port),
             dict(os.environ),
             self._log("milvus"),
             milvus_port,
@@ -514,41 +514,6 @@ class Topology:
         """The key (article id) of every message of the articles topic, repeats included."""
         assert self.settings is not None
         return [m.key().decode() for m in read_topic(self.settings, self.settings.kafka_topic)]
-
-
-#: Runs ``newsstream.stack.milvus_server`` with the ``milvus`` wrapper's port probe binding
-#: with SO_REUSEADDR, as the server itself does: after a SIGKILL the clients' connections to the
-#: old process linger in TIME_WAIT, the wrapper's plain bind on the gRPC port fails, and it
-#: would move the server to the next free port, where no client looks. An orchestrator
-#: restarting the container keeps its port; this keeps it too.
-_MILVUS_IN_PLACE = """
-import socket, sys
-import milvus
-from newsstream.stack.milvus_server import main
-
-def try_bind_port(self, port):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-        return sock
-    except OSError:
-        sock.close()
-        return None
-
-milvus.MilvusServerConfig.try_bind_port = try_bind_port
-main(sys.argv[1:])
-"""
-
-
-def milvus_in_place_command(base: Path, port: int) -> list[str]:
-    """argv of the 2.3.5 server as ``newsstream up`` runs it (:func:`local_milvus_command`),
-    able to start again on ``port`` right after a SIGKILL (see :data:`_MILVUS_IN_PLACE`)."""
-    argv = local_milvus_command("server", base, port)
-    module = argv.index("-m")
-    assert argv[module + 1] == "newsstream.stack.milvus_server", argv
-    return [*argv[:module], "-c", _MILVUS_IN_PLACE, *argv[module + 2 :]]
 
 
 def milvus_metrics_port(pid: int) -> int | None:
