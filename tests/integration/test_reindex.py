@@ -8,6 +8,7 @@ dropped embeds nothing (the stored vectors of the same model are reused)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -17,20 +18,22 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from core.kafka import ensure_topics
 from core.settings import Settings
+from newsstream.cli.app import app as cli
 from producers.publisher import Publisher
 from store.aliases import resolve
 from store.client import connect
 from store.embed_cache import EmbeddingCache
-from store.reindex import Reindexer, drop_old, embedding_cache_path, rollback, status
+from store.reindex import Reindexer, drop_old, embedding_cache_path, status
 from store.writer import ArticleWriter
 
 from conftest import require_shared_data
-from probes import milvus_ids, wait_for_lag_zero, wait_until
+from probes import milvus_ids, read_topic, wait_for_lag_zero, wait_until
 from running import serving
-from worker_procs import bbc_articles, publish_tombstones, start_worker
+from worker_procs import bbc_articles, publish_tombstones, settings_env, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -143,8 +146,17 @@ def test_reindex_under_load_then_rollback_and_a_warm_retry(worker: Settings, emb
     shown = status(client, name)
     assert shown["serving"] == f"{name}_v2" and shown["mirror_role"] == "previous"
 
-    # Rollback: the previous collection serves again, and the abandoned one stays current.
-    assert rollback(client, name) == f"{name}_v1"
+    # Rollback from the command line: the previous collection serves again, the abandoned one
+    # stays current, and the audit records it.
+    env = {k: v for k, v in settings_env(settings).items() if k.startswith("NEWSSTREAM_")}
+    rolled = CliRunner().invoke(cli, ["reindex", "--rollback", "--reason", "test"], env=env)
+    assert rolled.exit_code == 0, rolled.output
+    shown_cli = CliRunner().invoke(cli, ["reindex", "--status", "--json"], env=env)
+    assert json.loads(shown_cli.output)["serving"] == f"{name}_v1"
+    audit = [json.loads(m.value()) for m in read_topic(settings, settings.kafka_audit_topic)]
+    assert [(a["action"], a["details"]["step"], a["reason"]) for a in audit] == [
+        ("reindex", "rollback", "test")
+    ]
     assert resolve(client, name).collection == f"{name}_v1"
     late = list(bbc_articles(bbc, 2, offset=SEEDED + DURING))
     late_publisher = Publisher(settings)
