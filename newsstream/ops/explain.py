@@ -19,8 +19,9 @@ from pymilvus import MilvusClient, MilvusException
 from core.errors import TransientError
 from core.ledger import Explanation, explanation, read_record
 from core.settings import Settings
+from store.aliases import keyword_path, resolve
 from store.client import milvus_client
-from store.keyword_index import KeywordIndex, keyword_index_path
+from store.keyword_index import KeywordIndex
 from store.schema import collection_has_bm25
 
 
@@ -44,12 +45,15 @@ def explain(settings: Settings, article_id: str) -> Explanation:
         bm25 = client.has_collection(settings.milvus_collection) and collection_has_bm25(
             client, settings.milvus_collection
         )
+        # The keyword index is the serving collection's: after a reindex the configured name
+        # is an alias, and each real collection keeps a keyword file of its own.
+        serving = resolve(client, settings.milvus_collection)
     except MilvusException as exc:
         raise TransientError(f"Milvus unavailable: {exc}") from exc
     finally:
         client.close()
     in_keywords: bool | None = None
-    path = keyword_index_path(settings)
+    path = keyword_path(settings.data_dir, serving.collection, serving.properties)
     if settings.keyword_index and not bm25 and path.exists():
         keywords = KeywordIndex(path)
         try:

@@ -11,15 +11,17 @@ from typing import Any
 
 import pytest
 
+from core.kafka import ensure_topics
 from core.metrics import SearchMode
 from core.settings import Settings
+from newsstream.ops.explain import explain
 from search_api.filters import SearchFilters
 from search_api.searcher import Searcher
 from store.aliases import resolve
 from store.client import connect
 from store.embed_cache import EmbeddingCache
 from store.fingerprint import recorded_fingerprint
-from store.reindex import Reindexer, rollback
+from store.reindex import Reindexer, drop_old, rollback
 from store.writer import ArticleWriter
 
 from news_texts import CHESS, FLOODS, RATES
@@ -92,5 +94,16 @@ def test_a_reindex_on_a_server_without_bm25_moves_the_keyword_index_too(
         .id
         == rows[0]["id"]
     )  # the renamed collection kept its keyword index
+
+    # Explain reads the serving collection's keyword index, not the file of the configured
+    # name: build again (the cache answers), drop the collection kept for a rollback (the
+    # first one, whose file bears the configured name) and ask.
+    ensure_topics(settings)
+    assert drop_old(client, settings, settle_s=0.5) == f"{name}_v2"
+    Reindexer(settings, client, other, cache, settle_s=0.5).run()
+    assert resolve(client, name).collection != f"{name}_v1"
+    assert drop_old(client, settings, settle_s=0.5) == f"{name}_v1"
+    assert not (keywords / f"{name}.sqlite").exists()
+    assert explain(settings, rows[0]["id"]).in_keyword_index is True
     cache.close()
     client.close()
