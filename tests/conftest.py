@@ -253,12 +253,21 @@ def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Under pytest-xdist the processes of one run share it (the parent of each process's base
     temp dir is the run's): the export cache serialises builders on a file lock and renames
     each finished entry into place, so two processes never see a half-written export.
+
+    ``embedding_backend=auto`` is resolved into it here, once per run (a first start on a
+    machine exports the int8 backends and measures them; the processes of a run share the
+    record under a file lock), so that no test's `up` or worker spends its own time limit on
+    that measurement.
     """
+    from embedding.embedder import backend_decision
+
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = tmp_path_factory.getbasetemp().parent / "models"
-        shared.mkdir(exist_ok=True)
-        return shared
-    return tmp_path_factory.mktemp("models")
+        path = tmp_path_factory.getbasetemp().parent / "models"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("models")
+    backend_decision(Settings(embedding_cache_dir=path))
+    return path
 
 
 @pytest.fixture(scope="session")

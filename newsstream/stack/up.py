@@ -223,6 +223,10 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
             child_env.update(extra)
             return child_env
 
+        # What `auto` chooses on this machine, and why: resolved once here (a first start
+        # exports and measures; later ones read the record) so the API and the worker read
+        # the cached record instead of measuring side by side.
+        print(choice_line(settings, env), flush=True)
         supervisor.add(
             Child(
                 "api",
@@ -284,7 +288,6 @@ def run_stack(settings: Settings, replay_dir: Path | None = None) -> int:
         print("API and dashboard (Ctrl-C stops everything):", flush=True)
         print(api_url, flush=True)
         print(f"dashboard: {api_url}/dashboard", flush=True)
-        print(choice_line(settings, env), flush=True)  # what `auto` chose here, and why
         status = StatusLine(metrics_status(producer_metrics, worker_metrics))
         supervisor.on_status = status
         supervisor.watch()

@@ -81,6 +81,11 @@ def test_the_readme_walkthrough_works_and_up_stops_cleanly(
     try:
         api = wait_for_api(log_path)
         assert httpx.get(f"{api}/healthz", timeout=5).json() == {"status": "ok"}
+        # `up` says what `auto` chose on this machine and why (cached here by the session).
+        chosen = re.findall(
+            r"^embedding backend (\S+) \((\w+)\): (.+)$", log_path.read_text(), re.M
+        )
+        assert chosen and chosen[0][1] in {"cached", "measured", "rule"}, chosen
 
         def all_consumed() -> bool:
             total = httpx.get(f"{api}/stats", timeout=10).json().get("total") or {}
