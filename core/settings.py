@@ -198,7 +198,8 @@ class Settings(BaseSettings):
     embedding_backend: Literal["auto", "torch", "onnx-int8", "openvino-int8"] = Field(
         "auto",
         description="Embedding runtime: torch fp32, ONNX Runtime int8, OpenVINO int8, or auto "
-        "(the fastest backend that passed the quality check, see embedding/choice.json). "
+        "(the fastest backend that meets the quality bar on this machine, measured at a first "
+        "start and cached per CPU and runtime versions). "
         "int8 models are exported on first use and cached under embedding_cache_dir.",
     )
     embedding_cache_dir: Path | None = Field(
