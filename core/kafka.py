@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
@@ -115,7 +116,6 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
 
     Raises :class:`TransientError` when the broker does not answer within ``timeout_s``.
     """
-    admin = admin_client(settings)
     wanted = {
         settings.kafka_topic: settings.kafka_partitions,
         settings.kafka_dlq_topic: 1,
@@ -140,6 +140,25 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             "retention.ms": str(settings.audit_retention_days * 24 * 3600 * 1000),
         },
     }
+    create_topics(
+        settings,
+        {name: (parts, topic_config.get(name, {})) for name, parts in wanted.items()},
+        timeout_s,
+    )
+
+
+def create_topics(
+    settings: Settings,
+    topics: Mapping[str, tuple[int, Mapping[str, str]]],
+    timeout_s: float = 30.0,
+) -> None:
+    """Create each topic of ``topics`` (name -> (partitions, topic config)) the broker lacks,
+    with ``settings.kafka_replication_factor`` replicas; a topic that exists is left as it is.
+
+    Raises :class:`TransientError` when the broker does not answer within ``timeout_s`` or
+    refuses a creation (a topic another process created meanwhile is not an error).
+    """
+    admin = admin_client(settings)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -156,9 +175,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             name,
             num_partitions=parts,
             replication_factor=settings.kafka_replication_factor,
-            config=topic_config.get(name, {}),
+            config=dict(config),
         )
-        for name, parts in wanted.items()
+        for name, (parts, config) in topics.items()
         if name not in existing
     ]
     if not missing:

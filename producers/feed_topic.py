@@ -25,10 +25,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from core.errors import InvalidMessage, TransientError
-from core.kafka import admin_client, producer_config
+from core.kafka import create_topics, producer_config
 from core.ledger import ledger_partition
 from core.settings import Settings
 from producers.feeds import FeedSpec
@@ -78,36 +77,18 @@ def ensure_feed_topics(settings: Settings, timeout_s: float = 30.0) -> None:
     """Create the feeds and feed-state topics when missing: compacted, with
     ``settings.kafka_partitions`` partitions each (idempotent; TransientError when the broker
     does not answer)."""
-    admin = admin_client(settings)
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise TransientError(f"Kafka at {settings.kafka_bootstrap} unreachable: {exc}") from exc
-    configs = {
-        settings.feeds_topic: {
-            "cleanup.policy": "compact",
-            "delete.retention.ms": str(TOMBSTONE_RETENTION_MS),
+    partitions = settings.kafka_partitions
+    create_topics(
+        settings,
+        {
+            settings.feeds_topic: (
+                partitions,
+                {"cleanup.policy": "compact", "delete.retention.ms": str(TOMBSTONE_RETENTION_MS)},
+            ),
+            settings.feed_state_topic: (partitions, {"cleanup.policy": "compact"}),
         },
-        settings.feed_state_topic: {"cleanup.policy": "compact"},
-    }
-    missing = [
-        NewTopic(
-            name,
-            num_partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
-            config=config,
-        )
-        for name, config in configs.items()
-        if name not in existing
-    ]
-    if not missing:
-        return
-    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise TransientError(f"could not create topic {name}: {exc}") from exc
+        timeout_s,
+    )
 
 
 def topic_partitions(producer: Producer, topic: str, timeout_s: float = 10.0) -> int:
