@@ -51,3 +51,22 @@ def running_api(settings: Settings) -> str | None:
 
     running = running_up(settings.data_dir)
     return running.api if running is not None else None
+
+
+def with_running_milvus(settings: Settings) -> Settings:
+    """``settings`` with the Milvus URI of the `newsstream up` running with the same data dir
+    when the settings leave it unset; exits with code 2 and a message when there is none."""
+    from newsstream.stack.up_marker import running_up
+
+    if settings.milvus_uri:
+        return settings
+    running = running_up(settings.data_dir)
+    if running is None or not running.milvus_uri:
+        raise fail(
+            ConfigurationError(
+                "no Milvus address: NEWSSTREAM_MILVUS_URI is not set and no `newsstream up` is "
+                f"running with data dir {settings.data_dir.resolve()}; expected a Milvus URI "
+                "such as http://127.0.0.1:19530"
+            )
+        )
+    return settings.model_copy(update={"milvus_uri": running.milvus_uri})

@@ -18,30 +18,17 @@ from typing import Annotated, Any
 
 import typer
 
-from core.errors import ConfigurationError, NewsstreamError
-from core.settings import Settings
-from newsstream.cli.common import console, err_console, fail, settings_or_exit
+from core.errors import NewsstreamError
+from newsstream.cli.common import (
+    console,
+    err_console,
+    fail,
+    settings_or_exit,
+    with_running_milvus,
+)
 
 #: Rows of the table, in this order (the JSON form's fields).
 FIELDS = ("model", "weights_sha256", "backend", "max_tokens", "dimension", "normalization")
-
-
-def _with_milvus(settings: Settings) -> Settings:
-    """``settings`` with the Milvus URI of a running `up` when the settings leave it unset."""
-    from newsstream.stack.up_marker import running_up
-
-    if settings.milvus_uri:
-        return settings
-    running = running_up(settings.data_dir)
-    if running is None or not running.milvus_uri:
-        raise fail(
-            ConfigurationError(
-                "no Milvus address: NEWSSTREAM_MILVUS_URI is not set and no `newsstream up` is "
-                f"running with data dir {settings.data_dir.resolve()}; expected a Milvus URI "
-                "such as http://127.0.0.1:19530"
-            )
-        )
-    return settings.model_copy(update={"milvus_uri": running.milvus_uri})
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from store.client import milvus_client
         from store.fingerprint import recorded_fingerprint
 
-        settings = _with_milvus(settings_or_exit())
+        settings = with_running_milvus(settings_or_exit())
         collection = settings.milvus_collection
         try:
             client = milvus_client(settings)

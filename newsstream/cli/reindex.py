@@ -30,26 +30,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from core.errors import ConfigurationError, NewsstreamError
+from core.errors import NewsstreamError
 from core.settings import Settings
-from newsstream.cli.common import console, err_console, fail, settings_or_exit
-
-
-def _with_milvus(settings: Settings) -> Settings:
-    """``settings`` with the Milvus URI of a running `up` when the settings leave it unset."""
-    from newsstream.stack.up_marker import running_up
-
-    if settings.milvus_uri:
-        return settings
-    running = running_up(settings.data_dir)
-    if running is None or not running.milvus_uri:
-        raise fail(
-            ConfigurationError(
-                "no Milvus address: NEWSSTREAM_MILVUS_URI is not set and no `newsstream up` is "
-                f"running with data dir {settings.data_dir.resolve()}"
-            )
-        )
-    return settings.model_copy(update={"milvus_uri": running.milvus_uri})
+from newsstream.cli.common import (
+    console,
+    err_console,
+    fail,
+    settings_or_exit,
+    with_running_milvus,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +72,7 @@ def register(app: typer.Typer) -> None:
             overrides["embedding_model"] = model
         if backend:
             overrides["embedding_backend"] = backend
-        settings = _with_milvus(settings_or_exit(**overrides))
+        settings = with_running_milvus(settings_or_exit(**overrides))
         try:
             client = milvus_client(settings)
             name = settings.milvus_collection
