@@ -37,7 +37,7 @@ from dedup.index import DedupIndex, IndexParams
 from dedup.lsh import LshParams
 from dedup.memory_backend import MemoryBackend
 from dedup.signature import SignatureParams
-from store.client import quiet_mvcc_fallback
+from store.client import row_pages
 from store.row import OtherSource
 from store.writer import ArticleWriter
 
@@ -106,20 +106,11 @@ def _recent_rows(client: MilvusClient, settings: Settings, since: float) -> Any:
         upper = start + REBUILD_SLICE_S
         last = upper > end
         condition = f"ingested_at >= {start}" + ("" if last else f" and ingested_at < {upper}")
-        with quiet_mvcc_fallback():  # the iterator asks for the timestamp as it starts
-            iterator = client.query_iterator(
-                settings.milvus_collection,
-                batch_size=1000,
-                filter=condition,
-                output_fields=["id", "text", "ingested_at"],
-                consistency_level="Strong",
-            )
-        try:
-            while batch := iterator.next():
-                for row in batch:
-                    yield row["id"], row["text"], float(row["ingested_at"])
-        finally:
-            iterator.close()
+        fields = ["id", "text", "ingested_at"]
+        pages = row_pages(client, settings.milvus_collection, fields, expression=condition)
+        for page in pages:
+            for row in page:
+                yield row["id"], row["text"], float(row["ingested_at"])
         if last:
             return
         start = upper

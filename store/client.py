@@ -92,3 +92,29 @@ def milvus_client(settings: Settings) -> MilvusClient:
         return connect(settings.milvus_uri, token=token, timeout=settings.milvus_timeout_s)
     except MilvusException as exc:
         raise TransientError(f"Milvus at {settings.milvus_uri} unreachable: {exc}") from exc
+
+
+def row_pages(
+    client: MilvusClient,
+    collection: str,
+    fields: list[str],
+    *,
+    expression: str = "",
+    batch: int = 1000,
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``collection`` that match ``expression`` (all when empty), with ``fields``,
+    one page of at most ``batch`` rows at a time: a query iterator at Strong consistency, by
+    primary key, so only one page is held. Raises what pymilvus raises."""
+    with quiet_mvcc_fallback():  # the iterator asks for the MVCC timestamp as it starts
+        iterator = client.query_iterator(
+            collection,
+            batch_size=batch,
+            filter=expression,
+            output_fields=fields,
+            consistency_level="Strong",
+        )
+    try:
+        while rows := iterator.next():
+            yield rows
+    finally:
+        iterator.close()

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from core.errors import TransientError
 from core.settings import Settings
-from store.client import quiet_mvcc_fallback
+from store.client import row_pages
 
 #: Terms kept from a query (the rest are dropped): bounds the cost of one MATCH.
 MAX_QUERY_TERMS = 32
@@ -354,18 +354,7 @@ def fill_from_milvus(index: KeywordIndex, client: Any, collection: str, batch: i
     if index.count() >= int(total):
         return 0
     fields = ["id", "title", "text", "source", "feed_id", "language", "published_at"]
-    with quiet_mvcc_fallback():  # the iterator asks for the MVCC timestamp as it starts
-        iterator = client.query_iterator(
-            collection,
-            batch_size=batch,
-            filter="",
-            output_fields=fields,
-            consistency_level="Strong",
-        )
     done = 0
-    try:
-        while rows := iterator.next():
-            done += index.upsert(doc_from_row(row) for row in rows)
-    finally:
-        iterator.close()
+    for rows in row_pages(client, collection, fields, batch=batch):
+        done += index.upsert(doc_from_row(row) for row in rows)
     return done

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,7 +53,7 @@ from store.aliases import (
     set_properties,
     swap,
 )
-from store.client import quiet_mvcc_fallback
+from store.client import row_pages
 from store.embed_cache import EmbeddingCache, fingerprint_key, text_key
 from store.fingerprint import ModelStamp, recorded_fingerprint
 from store.keyword_index import KeywordIndex, doc_from_row
@@ -138,23 +138,6 @@ def count_rows(client: MilvusClient, collection: str) -> int:
         collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
     )
     return int(result[0]["count(*)"])
-
-
-def _pages(client: MilvusClient, collection: str, fields: list[str], batch: int) -> Iterator[Any]:
-    """The rows of ``collection`` in pages of ``batch`` (a query iterator, by primary key)."""
-    with quiet_mvcc_fallback():
-        iterator = client.query_iterator(
-            collection,
-            batch_size=batch,
-            filter="",
-            output_fields=fields,
-            consistency_level="Strong",
-        )
-    try:
-        while rows := iterator.next():
-            yield rows
-    finally:
-        iterator.close()
 
 
 def row_state(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -260,7 +243,7 @@ class Reindexer:
         time.sleep(self._settle_s)  # every writer now mirrors into the target
 
         self._report(phase="copying", total=count_rows(client, source))
-        for rows in _pages(client, source, self._read_fields(), self._batch):
+        for rows in row_pages(client, source, self._read_fields(), batch=self._batch):
             self._copy(target, rows)
             self._report(done=self.progress.done + len(rows))
 
@@ -377,7 +360,7 @@ class Reindexer:
     def _states(self, collection: str) -> dict[str, tuple[Any, ...]]:
         return {
             str(row["id"]): row_state(row)
-            for rows in _pages(self._client, collection, STATE_FIELDS, 1000)
+            for rows in row_pages(self._client, collection, STATE_FIELDS)
             for row in rows
         }
 

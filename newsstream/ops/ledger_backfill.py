@@ -33,7 +33,7 @@ from core.errors import TransientError
 from core.ledger import LedgerOutcome, LedgerRecord
 from core.settings import Settings
 from newsstream.ops.topic_scan import scan_consumer, scan_topic
-from store.client import milvus_client, quiet_mvcc_fallback
+from store.client import milvus_client, row_pages
 
 #: Rows read from Milvus per page, and records sent per acknowledged write.
 PAGE = 1000
@@ -90,27 +90,17 @@ def recorded_ids(
 
 def stored_rows(client: MilvusClient, collection: str) -> Iterator[list[StoredRow]]:
     """Every row of ``collection``, one page at a time (only one page held)."""
-    with quiet_mvcc_fallback():  # the iterator asks for the MVCC timestamp as it starts
-        iterator = client.query_iterator(
-            collection,
-            batch_size=PAGE,
-            filter="",
-            output_fields=["id", "url", "feed_id", "ingested_at"],
-            consistency_level="Strong",
-        )
-    try:
-        while rows := iterator.next():
-            yield [
-                StoredRow(
-                    str(row["id"]),
-                    str(row.get("url") or ""),
-                    str(row.get("feed_id") or ""),
-                    int(row.get("ingested_at") or 0),
-                )
-                for row in rows
-            ]
-    finally:
-        iterator.close()
+    fields = ["id", "url", "feed_id", "ingested_at"]
+    for rows in row_pages(client, collection, fields, batch=PAGE):
+        yield [
+            StoredRow(
+                str(row["id"]),
+                str(row.get("url") or ""),
+                str(row.get("feed_id") or ""),
+                int(row.get("ingested_at") or 0),
+            )
+            for row in rows
+        ]
 
 
 def backfill_record(row: StoredRow, now_ms: int) -> LedgerRecord:

@@ -40,7 +40,7 @@ from core.settings import Settings
 from producers.feeds import FeedSpec
 from producers.registry import FeedRegistry, resolve_feeds, state_path
 from producers.retention import RetentionPlan, WindowGroup, cutoff, plan
-from store.client import milvus_client, quiet_mvcc_fallback
+from store.client import milvus_client, row_pages
 from store.expressions import quote_literal
 
 log = logging.getLogger(__name__)
@@ -221,19 +221,8 @@ def _count(client: MilvusClient, collection: str, expression: str) -> int:
 
 def _expired_pages(client: MilvusClient, collection: str, expression: str) -> Iterator[list[str]]:
     """Ids matching ``expression``, one page at a time (only one page held)."""
-    with quiet_mvcc_fallback():  # the iterator asks for the MVCC timestamp as it starts
-        iterator = client.query_iterator(
-            collection,
-            batch_size=PAGE,
-            filter=expression,
-            output_fields=["id"],
-            consistency_level="Strong",
-        )
-    try:
-        while rows := iterator.next():
-            yield [str(row["id"]) for row in rows]
-    finally:
-        iterator.close()
+    for rows in row_pages(client, collection, ["id"], expression=expression, batch=PAGE):
+        yield [str(row["id"]) for row in rows]
 
 
 def sweep(
