@@ -26,10 +26,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -527,51 +525,3 @@ def milvus_metrics_port(pid: int) -> int | None:
         if entry.startswith(b"METRICS_PORT="):
             return int(entry.split(b"=", 1)[1])
     return None
-
-
-class Feeder:
-    """Publishes articles in chunks on a thread: load while a fault happens.
-
-    ``delivered`` holds the ids whose delivery report succeeded; ``until`` (optional) stops it
-    before the next chunk once it returns True (the articles left are never published).
-    """
-
-    def __init__(
-        self,
-        topology: Topology,
-        articles: list[Article],
-        chunk: int,
-        every_s: float,
-        until: Callable[[], bool] | None = None,
-    ):
-        assert topology.settings is not None
-        self._publisher = Publisher(topology.settings, client_id="topology-feeder")
-        self._articles = articles
-        self._chunk = chunk
-        self._every_s = every_s
-        self._until = until
-        self.delivered: set[str] = set()
-        self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
-
-    def start(self) -> Feeder:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            for start in range(0, len(self._articles), self._chunk):
-                if self._until is not None and self._until():
-                    return
-                chunk = self._articles[start : start + self._chunk]
-                self.delivered |= self._publisher.publish(chunk, timeout_s=60)
-                time.sleep(self._every_s)
-        except BaseException as exc:  # surfaced by join()
-            self.errors.append(exc)
-
-    def join(self, timeout_s: float) -> set[str]:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "the feeder did not finish"
-        self._publisher.close()
-        assert not self.errors, self.errors
-        return self.delivered

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
 
 from conftest import LocalServer, require_shared_data
+from feeder import Feeder
 from probes import (
     milvus_count,
     milvus_ids,
@@ -68,42 +68,6 @@ def _assert_oracle(settings: Settings, ledger: set[str], timeout_s: float = 150)
 def _assert_dlq_empty(settings: Settings) -> None:
     dlq = read_topic(settings, settings.kafka_dlq_topic)
     assert dlq == [], f"{len(dlq)} messages in the DLQ; an outage must never go there"
-
-
-class Feeder:
-    """Publishes articles in chunks on a thread (load while the fault happens).
-
-    ``delivered`` holds the ids whose delivery report succeeded: the ledger.
-    """
-
-    def __init__(self, settings: Settings, articles: list[Article], chunk: int, every_s: float):
-        self._publisher = Publisher(settings, client_id="test-feeder")
-        self._articles = articles
-        self._chunk = chunk
-        self._every_s = every_s
-        self.delivered: set[str] = set()
-        self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
-
-    def start(self) -> Feeder:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            for start in range(0, len(self._articles), self._chunk):
-                chunk = self._articles[start : start + self._chunk]
-                self.delivered |= self._publisher.publish(chunk, timeout_s=60)
-                time.sleep(self._every_s)
-        except BaseException as exc:  # surfaced by join()
-            self.errors.append(exc)
-
-    def join(self, timeout_s: float) -> set[str]:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "the feeder did not finish"
-        self._publisher.close()
-        assert not self.errors, self.errors
-        return self.delivered
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 from metrics_scrape import scrape
-from topology import Feeder, Service, Topology, worker_counters
 
 from core.article import Article
 from core.ids import article_id
@@ -36,7 +35,9 @@ from core.ledger import LedgerOutcome
 from core.settings import Settings
 
 from conftest import require_shared_data
+from feeder import Feeder
 from probes import milvus_count, milvus_ids, read_topic, total_lag, wait_for_lag_zero, wait_until
+from topology import Service, Topology, worker_counters
 from worker_procs import bbc_articles
 
 # The first test also waits for the topology to start: ten processes, five of them loading the
@@ -179,7 +180,7 @@ def test_near_duplicates_on_different_partitions_are_caught_across_workers(
 def _outage_load(topo: Topology, offset: int) -> tuple[Feeder, list[Article]]:
     articles = _articles(60, offset=offset)
     start = milvus_count(_settings(topo))
-    feeder = Feeder(topo, articles, chunk=6, every_s=0.5).start()
+    feeder = Feeder(topo.settings, articles, chunk=6, every_s=0.5).start()
     wait_until(lambda: milvus_count(_settings(topo)) >= start + 12, 60, "indexing before the fault")
     return feeder, articles
 
@@ -283,13 +284,15 @@ def test_workers_one_three_one_with_one_killed_ledger_and_counters_add_up(
     # Load until the doomed worker got partitions and a batch to upsert (joins complete after
     # the 10 s rebalance timeout on the local broker), then more load while the group recovers.
     pool = _articles(120, offset=170)
-    feeder = Feeder(topo, pool, chunk=4, every_s=1.0, until=lambda: not doomed.alive()).start()
+    feeder = Feeder(
+        topo.settings, pool, chunk=4, every_s=1.0, until=lambda: not doomed.alive()
+    ).start()
     wait_until(lambda: not doomed.alive(), 120, "the worker with the failpoint to die")
     killed = time.monotonic()
     assert doomed.process is not None and doomed.process.returncode == -9, doomed.tail()
     threes = [a for a in pool if a.id in feeder.join(60)]
     after_kill = _articles(20, offset=290)
-    feeder = Feeder(topo, after_kill, chunk=4, every_s=0.5).start()
+    feeder = Feeder(topo.settings, after_kill, chunk=4, every_s=0.5).start()
     # Prometheus sees the dead worker's target down and fires WorkerDown for it (and only it).
     instance = f"127.0.0.1:{third.metrics_port}"
 
