@@ -101,6 +101,10 @@ class Supervisor:
     def __init__(self, on_status: Callable[[], None] | None = None) -> None:
         self.children: list[Child] = []
         self._stop = threading.Event()
+        # Held while the watch loop restarts a child and while stop() runs, so stop() never
+        # closes the log of a child that is being started (the restart would then hand the
+        # child a closed file: EBADF) and no child starts once stop() began.
+        self._starting = threading.Lock()
         self.on_status = on_status
 
     def add(
@@ -159,9 +163,12 @@ class Supervisor:
                     )
                     child.next_start_at = now + delay
                 elif now >= child.next_start_at and child.restart:
-                    child.restarts += 1
-                    child.next_start_at = 0.0
-                    child.start()
+                    with self._starting:
+                        if self._stop.is_set():
+                            return
+                        child.restarts += 1
+                        child.next_start_at = 0.0
+                        child.start()
             if self.on_status and now - last_status >= status_every_s:
                 last_status = now
                 self.on_status()
@@ -170,6 +177,10 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM every child (services first), SIGKILL what is left after the grace time."""
         self._stop.set()
+        with self._starting:  # a restart in progress finishes first; none starts after
+            self._stop_children()
+
+    def _stop_children(self) -> None:
         services = [c for c in self.children if c.name not in ("broker", "milvus")]
         infra = [c for c in self.children if c.name in ("broker", "milvus")]
         for group, grace in (
