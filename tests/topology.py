@@ -278,6 +278,11 @@ class Topology:
             "api_rate_limit_redis_url": f"redis://127.0.0.1:{redis_port}/1",
             "fetch_allow_networks": ["127.0.0.1/32"],
             "feeds_file": feeds_file,
+            # Feeds polled every few seconds, so a dead producer's feeds are seen polled by the
+            # other within a test (the default is every 5 minutes).
+            "poll_interval_s": 3.0,
+            "poll_interval_min_s": 2.0,
+            "poll_interval_max_s": 5.0,
             "worker_batch_size": 16,
             "worker_batch_time_s": 0.3,
             "worker_retry_max_backoff_s": 2.0,

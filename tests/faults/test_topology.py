@@ -1,7 +1,7 @@
 """The production topology as real processes, faults injected in order on one running topology.
 
 The topology (:mod:`topology`): the session's Tansu broker, a PyPI ``milvus`` 2.3.5 server, a
-``redis-server`` of its own, one producer polling two replayed news feeds, three workers with
+``redis-server`` of its own, two producers sharing two replayed news feeds, three workers with
 the Redis dedup backend, two API replicas counting rate limits in Redis, the trends service and
 the real Prometheus on the project's own config and rules. It starts once for the module; the
 tests run in file order and each leaves it as the next one expects (the group at lag 0).
@@ -62,7 +62,11 @@ def topo(
     require_shared_data("eval", "bbc-news")
     base = tmp_path_factory.mktemp("topology")
     with Topology(
-        base, kafka_bootstrap, model_cache_dir, feeds=[feeds_dir / name for name in FEEDS]
+        base,
+        kafka_bootstrap,
+        model_cache_dir,
+        producers=2,
+        feeds=[feeds_dir / name for name in FEEDS],
     ).start() as topology:
         yield topology
 
@@ -130,7 +134,7 @@ def test_prometheus_scrapes_every_process_and_nothing_fires_in_steady_state(
 ) -> None:
     wait_for_lag_zero(_settings(topo), 120)  # the producer's first poll is indexed
     expected = {(job, t) for job, targets in topo.scrape_targets().items() for t in targets}
-    assert len(expected) == 9, expected  # producer, 3 workers, 2 APIs, trends, Milvus, itself
+    assert len(expected) == 10, expected  # 2 producers, 3 workers, 2 APIs, trends, Milvus, itself
     wait_until(
         lambda: topo.target_health() == dict.fromkeys(expected, "up"),
         30,
@@ -261,6 +265,11 @@ def _stop_at_rest(topo: Topology, worker: Service, retired: dict[str, dict[str, 
     assert counters is not None, worker.tail()
     assert worker.stop() == 0, worker.tail()
     retired[worker.name + f"@{worker.pid}"] = counters
+    # The local broker completes the rebalance a leave starts only after the group's rebalance
+    # timeout; a second member leaving before then left the group stuck (every member waiting,
+    # nothing consumed). Let the group settle first, as an orchestrator scaling down one pod at
+    # a time does.
+    time.sleep(_settings(topo).kafka_max_poll_interval_ms / 1000 + 2)
 
 
 def test_workers_one_three_one_with_one_killed_ledger_and_counters_add_up(
@@ -330,3 +339,48 @@ def test_workers_one_three_one_with_one_killed_ledger_and_counters_add_up(
             o: by_outcome.get(o, 0) for o in ("indexed", "duplicate", "rejected")
         }, (totals, by_outcome)
     assert settings.kafka_partitions == 6
+
+
+def _feed_fetches(topo: Topology) -> dict[str, float]:
+    """Each feed's last fetch time, as the producers report it through the API's /feeds."""
+    answer = httpx.get(f"{topo.api_url()}/feeds", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {f["feed_id"]: float(f.get("last_fetch_at") or 0) for f in answer.json()["feeds"]}
+
+
+def test_a_producer_killed_fires_service_down_and_its_feeds_are_polled_by_the_other(
+    topo: Topology,
+) -> None:
+    """kill -9 a producer that owns a feed: Prometheus fires ServiceDown for it (and only for
+    it), and every feed is fetched again after the kill, so the survivor took the dead one's
+    (tests/faults/test_producer_failover.py checks that it resumes from the dead one's state)."""
+    polled = {
+        p.name: sum(
+            sample.value
+            for sample in (scrape(p.metrics_port or 0) or {}).get(
+                "newsstream_feeds_polled_total", []
+            )
+        )
+        for p in topo.producers
+    }
+    owners = [p for p in topo.producers if polled[p.name]]
+    assert owners, f"no producer polled a feed: {polled}"
+    doomed = owners[-1]
+    assert len(_feed_fetches(topo)) == len(FEEDS)
+    doomed.kill9()
+    killed_at = time.time()
+    instance = f"127.0.0.1:{doomed.metrics_port}"
+
+    def service_down_fires() -> bool:
+        firing = [a for a in topo.alerts("firing") if a["labels"]["alertname"] == "ServiceDown"]
+        return [a["labels"]["instance"] for a in firing] == [instance]
+
+    wait_until(service_down_fires, 30, f"ServiceDown to fire for {instance}")
+
+    def every_feed_fetched_again() -> bool:
+        return all(at > killed_at for at in _feed_fetches(topo).values())
+
+    wait_until(every_feed_fetched_again, 90, "every feed fetched again after the kill", 1)
+    print(f"\nproducer killed: every feed fetched again {time.time() - killed_at:.1f} s after")
+    survivors = [p for p in topo.producers if p is not doomed]
+    assert all(p.alive() for p in survivors), [p.tail() for p in survivors]
