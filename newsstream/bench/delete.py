@@ -40,7 +40,7 @@ from rich.table import Table
 from core.article import Article
 from core.kafka import ensure_topics
 from core.settings import Settings
-from newsstream.bench.ingest import _bbc_articles
+from newsstream.bench.ingest import bbc_articles
 from newsstream.stack.launchers import free_port, tansu_command, throwaway_milvus, wait_for_port
 from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
@@ -168,7 +168,7 @@ def run_delete_bench(
 ) -> dict[str, Any]:
     """Steps 1-3 of the module docstring."""
     console = console or Console()
-    articles = _bbc_articles(data, full=False, prefix="delete")[:n]
+    articles = bbc_articles(data, full=False, prefix="delete")[:n]
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="newsstream-delete-")))
         kafka_port, api_port = free_port(), free_port()

@@ -58,7 +58,7 @@ def _feed_articles(data_dir: Path) -> list[Article]:
     return list({a.id: a for a in articles}.values())
 
 
-def _bbc_articles(data_dir: Path, full: bool, prefix: str) -> list[Article]:
+def bbc_articles(data_dir: Path, full: bool, prefix: str) -> list[Article]:
     root = data_dir / "eval" / "bbc-news"
     now = int(time.time())
     out = []
@@ -127,7 +127,7 @@ def run_ingest_bench(
         embedder = Embedder(base)
         scenarios = [
             ("feeds", _feed_articles(data_dir)),
-            ("backfill", _bbc_articles(data_dir, full=True, prefix="full")),
+            ("backfill", bbc_articles(data_dir, full=True, prefix="full")),
         ]
         for name, articles in scenarios:
             run = base.model_copy(
@@ -147,7 +147,7 @@ def run_ingest_bench(
                 }
             ),
             embedder,
-            _bbc_articles(data_dir, full=False, prefix="tts"),
+            bbc_articles(data_dir, full=False, prefix="tts"),
             rate,
             tts_seconds,
             console,

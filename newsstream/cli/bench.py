@@ -255,6 +255,32 @@ def bench_ingest(
     _write("ingest", out, result)
 
 
+@bench_app.command("workers")
+def bench_workers(
+    counts: Annotated[
+        str, typer.Option(help="Worker counts to run, comma-separated (e.g. 1,2,3).")
+    ] = "1,2,3",
+    articles: Annotated[
+        int, typer.Option(min=1, help="bbc-news articles (full texts) per run.")
+    ] = 2000,
+    data: Annotated[Path, typer.Option(help="The shared data directory.")] = SHARED,
+    out: Annotated[Path | None, typer.Option(help="JSON output path.")] = None,
+) -> None:
+    """Articles/s with 1, 2, 3 ... worker processes in one consumer group."""
+    from newsstream.bench.workers import run_workers_bench
+
+    try:
+        wanted = [int(c) for c in counts.split(",") if c.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected counts such as 1,2,3; found {counts!r}") from None
+    if not wanted or min(wanted) < 1:
+        raise typer.BadParameter(f"expected counts of at least 1; found {counts!r}")
+    result = run_workers_bench(
+        data, wanted, settings=settings_or_exit(), limit=articles, console=console
+    )
+    _write("workers", out, result)
+
+
 @bench_app.command("retention")
 def bench_retention(
     days: Annotated[int, typer.Option(min=2, help="Simulated days of publish dates.")] = 60,
