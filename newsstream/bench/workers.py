@@ -29,34 +29,11 @@ from rich.table import Table
 
 from core.kafka import LIBRDKAFKA_LOGGER, ensure_topics
 from core.settings import Settings
+from newsstream.bench.delete import child_env
 from newsstream.bench.ingest import bbc_articles
 from newsstream.stack.launchers import free_port, tansu_command, throwaway_milvus, wait_for_port
 from newsstream.stack.proctree import stop_process
 from producers.publisher import Publisher
-
-
-def _worker_env(settings: Settings, threads: int, log: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSSTREAM_")}
-    values = {
-        "DATA_DIR": settings.data_dir,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "KAFKA_TOPIC": settings.kafka_topic,
-        "KAFKA_DLQ_TOPIC": settings.kafka_dlq_topic,
-        "KAFKA_LEDGER_TOPIC": settings.kafka_ledger_topic,
-        "KAFKA_GROUP_ID": settings.kafka_group_id,
-        "KAFKA_PARTITIONS": settings.kafka_partitions,
-        "KAFKA_MAX_POLL_INTERVAL_MS": settings.kafka_max_poll_interval_ms,
-        "KAFKA_SESSION_TIMEOUT_MS": settings.kafka_session_timeout_ms,
-        "MILVUS_URI": settings.milvus_uri,
-        "MILVUS_COLLECTION": settings.milvus_collection,
-        "EMBEDDING_CACHE_DIR": settings.model_cache_dir.resolve(),
-        "EMBEDDING_BACKEND": settings.embedding_backend,
-        "EMBEDDING_THREADS": threads,
-        "LOG_FILE": log,
-    }
-    env.update({f"NEWSSTREAM_{k}": str(v) for k, v in values.items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _offsets_reader(settings: Settings) -> Consumer:
@@ -107,7 +84,14 @@ def _one_count(
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "newsstream", "consume"],
-            env=_worker_env(run, threads, logs / f"workers{count}-{n}.log"),
+            env=child_env(
+                run.model_copy(
+                    update={
+                        "embedding_threads": threads,
+                        "log_file": logs / f"workers{count}-{n}.log",
+                    }
+                )
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

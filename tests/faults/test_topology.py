@@ -37,7 +37,8 @@ from core.settings import Settings
 from conftest import require_shared_data
 from feeder import Feeder
 from probes import milvus_count, milvus_ids, read_topic, total_lag, wait_for_lag_zero, wait_until
-from topology import Service, Topology, worker_counters
+from topology import Topology
+from topology_service import Service, worker_counters
 from worker_procs import bbc_articles
 
 # The first test also waits for the topology to start: ten processes, five of them loading the
